@@ -1,0 +1,55 @@
+"""The whole plugin surface of nue-asr, on one screen.
+
+A plugin is a module (or object) with functions decorated by ``nue_core.hookimpl`` whose names
+match the specs below, exposed through the entry-point group ``nue``::
+
+    [project.entry-points.nue]
+    my_plugin = "my_package.plugin"
+
+Each hook receives a ``register`` callback:
+
+    register(name, factory, options=OptionsModel, aliases=("other-name",), description="...")
+
+``factory(options, ctx)`` gets the validated options model instance and a
+``nue_core.registry.BuildContext`` (sizes supplied by the composer, whether to read weights,
+the folder relative paths resolve against) and returns a ``torch.nn.Module`` that satisfies the
+matching protocol in ``nue_core.protocols``.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("nue")
+hookimpl = pluggy.HookimplMarker("nue")
+
+
+@hookspec
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    """Register waveform encoders (``Encoder`` protocol)."""
+
+
+@hookspec
+def register_bridges(register):  # type: ignore[no-untyped-def]
+    """Register bridges from encoder frames to LLM prompt vectors (``Bridge`` protocol)."""
+
+
+@hookspec
+def register_decoders(register):  # type: ignore[no-untyped-def]
+    """Register decoder-only LMs (``Decoder`` protocol)."""
+
+
+@hookspec
+def register_architectures(register):  # type: ignore[no-untyped-def]
+    """Register architecture configs of known checkpoints: ``register(checkpoint_id, config_dict)``.
+
+    The composer uses them to describe a model offline (meta device, no weights read) when the
+    checkpoint itself is not at hand.
+    """
+
+
+@hookspec
+def register_model_loaders(register):  # type: ignore[no-untyped-def]
+    """Register loaders for foreign model folders: ``register(name, detect, load)``.
+
+    ``detect(folder) -> bool`` says whether a folder is in this layout; ``load(folder, **kw)``
+    returns a ``SpeechLM``. Used by ``nue_core.load`` for released checkpoints.
+    """

@@ -1,0 +1,15 @@
+"""Entry point of the nue_bridges plugin (group ``nue``)."""
+
+from nue_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_bridges(register):  # type: ignore[no-untyped-def]
+    from nue_bridges.conv import ConvBridge, ConvBridgeOptions
+    from nue_bridges.ctc_compress import CTCCompressBridge, CTCCompressOptions
+    from nue_bridges.qformer import QFormerBridge, QFormerOptions
+
+    register("conv", ConvBridge.from_options, options=ConvBridgeOptions, aliases=("conv1d",))
+    register("qformer", QFormerBridge.from_options, options=QFormerOptions, aliases=("q-former",))
+    register("ctc-compress", CTCCompressBridge.from_options, options=CTCCompressOptions,
+             aliases=("ctc_compress", "ctc"))

@@ -1,0 +1,17 @@
+"""Entry point of the nue_hf plugin (group ``nue``): registers its encoders, decoders and known architectures."""
+
+from nue_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    from nue_hf.encoders import register_encoders as _register
+
+    _register(register)
+
+
+@hookimpl
+def register_decoders(register):  # type: ignore[no-untyped-def]
+    from nue_hf.decoders import register_decoders as _register
+
+    _register(register)
