@@ -1,0 +1,123 @@
+"""Save and load a model folder: ``nue.yaml`` + ``model.safetensors`` + tokenizer files.
+
+Writes go to a temporary sibling folder that is renamed into place, so a crash mid-save never
+leaves a half-written model. Loading reads only YAML and safetensors: no pickle, no remote code.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from nue_core.composer import compose, export_config
+from nue_core.config import ModelConfig
+from nue_core.errors import CheckpointError
+from nue_core.model import SpeechLM
+from nue_core.plugins import PluginSet, get_plugins
+
+CONFIG_FILE = "nue.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_model(model: SpeechLM, folder: Path | str) -> Path:
+    """Write ``model`` to ``folder`` atomically (replacing an existing model folder)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if any(p.is_meta for p in model.parameters()):
+        raise CheckpointError("this model was composed with describe=True (meta device) and has no weights to save")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        export_config(model, tmp).save(tmp / CONFIG_FILE)
+        save_state_dict(model.state_dict(), tmp / WEIGHTS_FILE)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Safetensors file from a state dict; tied (shared-storage) tensors are stored once each name."""
+    # safetensors refuses tensors that share memory; clone so tied weights are written under every
+    # name and a strict load finds them all.
+    seen: set[int] = set()
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        key = tensor.untyped_storage().data_ptr()
+        tensors[name] = tensor.detach().clone().contiguous() if key in seen else tensor.detach().contiguous()
+        seen.add(key)
+    save_file(tensors, str(path), metadata=metadata or {"format": "pt"})
+
+
+def replace_folder(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first and removed after."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file, with a clear error for a missing or damaged file."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: weights file not found") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc}); the file may be truncated") from None
+
+
+def load_model_folder(folder: Path, plugins: PluginSet | None = None) -> SpeechLM:
+    """A SpeechLM from a folder written by ``save_model``."""
+    folder = Path(folder)
+    config = ModelConfig.load(folder / CONFIG_FILE)
+    model = compose(config, plugins=plugins, load_weights=False, base_dir=folder)
+    state = read_state_dict(folder / WEIGHTS_FILE)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: "
+            f"missing {_few(missing)}, unexpected {_few(unexpected)}"
+        )
+    return model.eval()
+
+
+def _few(names: list[str]) -> str:
+    return "none" if not names else ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+
+
+def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any) -> SpeechLM:
+    """Load a model: a saved model folder, a folder in a layout a plugin knows, or a preset name.
+
+    Args:
+        source: path to a folder, or a preset name from registry.yaml.
+        plugins: plugin set to build with (default: the installed plugins).
+        kwargs: passed to a foreign-layout loader (e.g. dtype).
+    """
+    plugins = plugins or get_plugins()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / CONFIG_FILE).exists():
+            return load_model_folder(path, plugins)
+        for loader in plugins.loaders:
+            if loader.detect(path):
+                return loader.load(path, **kwargs)
+        raise CheckpointError(
+            f"{path}: not a model folder (no {CONFIG_FILE}) and no installed loader recognises it; "
+            f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}"
+        )
+    if str(source) in plugins.presets:
+        return compose(str(source), plugins=plugins).eval()
+    raise CheckpointError(
+        f"'{source}' is neither a model folder nor a preset; presets: {', '.join(sorted(plugins.presets))}"
+    )

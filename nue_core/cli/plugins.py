@@ -1,0 +1,39 @@
+"""``nue plugins``: what is installed, which hooks each plugin implements, and what is broken."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nue_core.cli import app
+
+
+@app.command()
+def plugins() -> None:
+    """List plugins, their components, aliases and versions, and any plugin that failed to load."""
+    from nue_core.plugins import get_plugins
+    from nue_core.registry import KINDS
+
+    loaded = get_plugins()
+    console = Console()
+    table = Table(title="plugins")
+    for column in ("plugin", "distribution", "version", "hooks", "status"):
+        table.add_column(column)
+    for info in loaded.plugins:
+        status = f"[red]broken: {info.error}[/red]" if info.error else "[green]ok[/green]"
+        hooks = ", ".join(h.removeprefix("register_") for h in info.hooks)
+        table.add_row(info.name, info.distribution, info.version, hooks, status)
+    console.print(table)
+    for kind in KINDS:
+        comp = Table(title=f"{kind}s")
+        for column in ("name", "aliases", "plugin", "description"):
+            comp.add_column(column)
+        for entry in loaded.registry.entries(kind):
+            aliases = ", ".join(sorted(set(entry.aliases) | set(loaded.registry.aliases_of(kind, entry.name))))
+            comp.add_row(entry.name, aliases, f"{entry.plugin} {entry.version}".strip(), entry.description)
+        console.print(comp)
+    if loaded.presets:
+        console.print("presets: " + ", ".join(sorted(loaded.presets)))
+    for info in loaded.broken:
+        typer.secho(f"plugin '{info.name}' ({info.module}) is broken: {info.error}", fg="red", err=True)

@@ -1,0 +1,181 @@
+"""SpeechLM: encoder -> bridge -> decoder-only LM, knowing nothing about which parts it holds.
+
+Shape legend: b = batch, s = audio samples, t = encoder frames, n = speech vectors, l = tokens,
+d = LLM width, v = vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nue_core.config import ModelConfig
+from nue_core.prompt import PackedSequence, pack_segments, pad_ids
+from nue_core.protocols import Bridge, BridgeOutput, Decoder, Encoder
+
+
+@dataclass
+class SpeechLMOutput:
+    """Losses and logits of a training forward pass.
+
+    Attributes:
+        loss: lm_loss + ctc_weight * ctc_loss (scalar).
+        lm_loss: mean cross-entropy over target tokens (scalar).
+        ctc_loss: CTC loss on the bridge's CTC logits, or None.
+        logits: (b, l, v) decoder logits over the packed sequence.
+        speech: BridgeOutput (speech vectors (b, n, d) and lengths).
+        packed: the packed decoder input (masks, positions, segment starts).
+    """
+
+    loss: torch.Tensor
+    lm_loss: torch.Tensor
+    ctc_loss: torch.Tensor | None
+    logits: torch.Tensor
+    speech: BridgeOutput
+    packed: PackedSequence
+
+
+class SpeechLM(nn.Module):
+    """Speech encoder + bridge + decoder-only LM with a text prompt around the speech vectors.
+
+    Args:
+        encoder, bridge, decoder: built parts (see ``nue_core.protocols``).
+        config: the resolved configuration the parts were built from.
+        prefix_ids, postfix_ids: prompt token ids before and after the speech vectors.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        bridge: Bridge,
+        decoder: Decoder,
+        config: ModelConfig,
+        prefix_ids: Sequence[int] = (),
+        postfix_ids: Sequence[int] = (),
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.bridge = bridge
+        self.decoder = decoder
+        self.config = config
+        self.prefix_ids = list(prefix_ids)
+        self.postfix_ids = list(postfix_ids)
+
+    @property
+    def tokenizer(self):  # type: ignore[no-untyped-def]
+        return self.decoder.tokenizer
+
+    @property
+    def sample_rate(self) -> int:
+        return self.encoder.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode_speech(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
+        """waveforms (b, s), lengths (b,) -> speech vectors (b, n, d) with lengths (b,)."""
+        enc = self.encoder(waveforms, lengths)
+        return self.bridge(enc.hidden, enc.lengths)
+
+    def _text_segment(self, ids: list[int], batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = torch.tensor([ids], dtype=torch.long, device=device).expand(batch, -1)
+        embeds = self.decoder.embed(tokens)  # (b, len(ids), d)
+        return embeds, torch.full((batch,), len(ids), dtype=torch.long, device=device)
+
+    def pack_prompt(
+        self,
+        speech: BridgeOutput,
+        targets: tuple[torch.Tensor, torch.Tensor] | None = None,
+        left_pad: bool = False,
+    ) -> PackedSequence:
+        """Lay out ``prefix + speech + postfix [+ targets]`` for each item.
+
+        Args:
+            speech: bridge output with embeds (b, n, d).
+            targets: optional (ids (b, l), lengths (b,)) of target tokens (transcript + eos).
+            left_pad: left-pad the batch (generation) instead of right-pad (training).
+        """
+        batch, device = speech.embeds.shape[0], speech.embeds.device
+        segments = [
+            self._text_segment(self.prefix_ids, batch, device),
+            (speech.embeds, speech.lengths),
+            self._text_segment(self.postfix_ids, batch, device),
+        ]
+        if targets is not None:
+            ids, lens = targets
+            segments.append((self.decoder.embed(ids), lens))
+        return pack_segments(segments, left_pad=left_pad)
+
+    def target_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Transcripts -> token ids followed by eos (what the LM learns to generate)."""
+        tok = self.tokenizer
+        if tok is None:
+            raise RuntimeError("this model has no tokenizer (it was composed only to be described)")
+        return [tok.encode(t) + [tok.eos_id] for t in texts]
+
+    def forward(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor,
+        targets: Sequence[Sequence[int]] | tuple[torch.Tensor, torch.Tensor],
+    ) -> SpeechLMOutput:
+        """Training forward pass.
+
+        Args:
+            waveforms: (b, s) float audio at ``sample_rate``; samples past ``lengths`` are padding.
+            lengths: (b,) valid samples per item.
+            targets: per item the target token ids ending with eos (see ``target_ids``), or an
+                already padded (ids (b, l), lengths (b,)) pair.
+
+        Returns:
+            SpeechLMOutput; ``lm_loss`` is the causal-LM loss on target tokens only.
+        """
+        device = waveforms.device
+        if isinstance(targets, tuple) and len(targets) == 2 and isinstance(targets[0], torch.Tensor):
+            tgt_ids, tgt_lens = targets[0].to(device), targets[1].to(device)
+        else:
+            pad = self.tokenizer.pad_id if self.tokenizer is not None else 0
+            tgt_ids, tgt_lens = pad_ids([list(t) for t in targets], pad, device)
+        speech = self.encode_speech(waveforms, lengths)
+        packed = self.pack_prompt(speech, (tgt_ids, tgt_lens))
+        out = self.decoder(packed.embeds, packed.attention_mask, packed.position_ids)
+        lm_loss = _target_cross_entropy(out.logits, packed, tgt_ids, tgt_lens)
+        ctc_loss = self._ctc_loss(speech, tgt_ids, tgt_lens)
+        loss = lm_loss if ctc_loss is None else lm_loss + self.config.ctc_weight * ctc_loss
+        return SpeechLMOutput(loss, lm_loss, ctc_loss, out.logits, speech, packed)
+
+    def _ctc_loss(self, speech: BridgeOutput, tgt_ids: torch.Tensor, tgt_lens: torch.Tensor) -> torch.Tensor | None:
+        if speech.ctc_logits is None or self.config.ctc_weight <= 0:
+            return None
+        blank = getattr(self.bridge, "ctc_blank_id", None)
+        if blank is None:
+            raise RuntimeError(f"{type(self.bridge).__name__} returns CTC logits but no ctc_blank_id")
+        eos = self.tokenizer.eos_id if self.tokenizer is not None else None
+        # The CTC targets are the transcript tokens without the trailing eos.
+        lens = tgt_lens - (tgt_ids.gather(1, (tgt_lens - 1).clamp(min=0)[:, None])[:, 0] == eos).long()
+        log_probs = speech.ctc_logits.float().log_softmax(dim=-1).transpose(0, 1)  # (t', b, v)
+        return F.ctc_loss(
+            log_probs, tgt_ids, speech.ctc_lengths, lens, blank=blank, reduction="mean", zero_infinity=True
+        )
+
+
+def _target_cross_entropy(
+    logits: torch.Tensor, packed: PackedSequence, tgt_ids: torch.Tensor, tgt_lens: torch.Tensor
+) -> torch.Tensor:
+    """Mean next-token cross-entropy over the target tokens of every item.
+
+    The token at packed position p is predicted by the logits at p - 1, so target token j of an
+    item (at ``start + j``) is scored from ``logits[start + j - 1]``.
+    """
+    batch, width = tgt_ids.shape
+    steps = torch.arange(width, device=tgt_ids.device)
+    valid = steps[None, :] < tgt_lens[:, None]  # (b, l)
+    b_idx, j_idx = valid.nonzero(as_tuple=True)
+    src = packed.starts[b_idx, -1] + j_idx - 1
+    picked = logits[b_idx, src].float()  # (tokens, v)
+    return F.cross_entropy(picked, tgt_ids[b_idx, j_idx])

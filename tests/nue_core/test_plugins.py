@@ -1,0 +1,134 @@
+"""The plugin manager with fake plugins; installed entry points are kept out."""
+
+import importlib.metadata as metadata
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from nue_core import hookimpl
+from nue_core.errors import ConfigError, DuplicateComponentError, UnknownComponentError
+from nue_core.plugins import apply_registry_file, load_plugins
+from nue_core.registry import ComponentEntry, Registry
+
+
+class WidthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = 4
+
+
+def _factory(options, ctx):
+    return ("built", options)
+
+
+class GoodPlugin:
+    @hookimpl
+    def register_encoders(self, register):
+        register("toy-encoder", _factory, options=WidthOptions, aliases=("toy",))
+
+    @hookimpl
+    def register_architectures(self, register):
+        register("org/toy", {"model_type": "toy"})
+
+
+class RaisingPlugin:
+    @hookimpl
+    def register_bridges(self, register):
+        register("half-registered", _factory)
+        raise RuntimeError("boom at registration")
+
+
+class ClashingPlugin:
+    @hookimpl
+    def register_encoders(self, register):
+        register("other", _factory, aliases=("toy",))
+
+
+def _load(*plugins, files=()):
+    return load_plugins(plugins=[(type(p).__name__, p) for p in plugins], registry_files=list(files))
+
+
+def test_good_plugin_registers_component_alias_and_architecture():
+    loaded = _load(GoodPlugin())
+    entry = loaded.registry.get("encoder", "toy")
+    assert entry.name == "toy-encoder" and entry.plugin == "GoodPlugin"
+    assert loaded.registry.architectures["org/toy"] == {"model_type": "toy"}
+    assert loaded.plugins[0].hooks == ["register_encoders", "register_architectures"]
+    assert not loaded.broken
+
+
+def test_plugin_raising_at_registration_is_reported_and_rolled_back():
+    loaded = _load(RaisingPlugin(), GoodPlugin())
+    (broken,) = loaded.broken
+    assert broken.name == "RaisingPlugin" and "boom at registration" in broken.error
+    assert loaded.registry.names("bridge") == []  # nothing half-registered
+    assert loaded.registry.names("encoder") == ["toy-encoder"]
+
+
+def test_duplicate_name_or_alias_is_reported_with_both_plugins():
+    loaded = _load(GoodPlugin(), ClashingPlugin())
+    (broken,) = loaded.broken
+    assert broken.name == "ClashingPlugin"
+    assert "'toy'" in broken.error and "GoodPlugin" in broken.error
+    with pytest.raises(UnknownComponentError):
+        loaded.registry.get("encoder", "other")
+
+
+def test_registry_add_refuses_duplicates():
+    reg = Registry()
+    reg.add(ComponentEntry("encoder", "a", _factory, WidthOptions, plugin="p1"))
+    with pytest.raises(DuplicateComponentError, match="p1"):
+        reg.add(ComponentEntry("encoder", "a", _factory, WidthOptions, plugin="p2"))
+    reg.add(ComponentEntry("bridge", "a", _factory, WidthOptions, plugin="p2"))  # other kind is fine
+
+
+def test_did_you_mean_lists_installed_names():
+    loaded = _load(GoodPlugin())
+    with pytest.raises(UnknownComponentError) as err:
+        loaded.registry.get("encoder", "toy-encodr")
+    text = str(err.value)
+    assert "did you mean 'toy-encoder'" in text and "Installed: toy-encoder" in text
+
+
+def test_options_validation_names_key_and_allowed(tmp_path):
+    entry = _load(GoodPlugin()).registry.get("encoder", "toy-encoder")
+    with pytest.raises(ConfigError) as err:
+        entry.validate_options({"widht": 3}, where="encoder 'toy-encoder' options")
+    assert "widht" in str(err.value) and "allowed: width" in str(err.value)
+    assert entry.build({"width": 3}, ctx=None, where="x")[1].width == 3
+
+
+def test_registry_file_adds_aliases_defaults_presets(tmp_path):
+    path = tmp_path / "reg.yaml"
+    path.write_text(
+        "aliases: {encoder: {tiny: toy-encoder, ghost: not-installed}}\n"
+        "defaults: {encoder: {toy-encoder: {width: 9}}}\n"
+        "presets: {p1: {encoder: toy, bridge: b, decoder: d}}\n"
+    )
+    loaded = _load(GoodPlugin(), files=[path])
+    assert loaded.registry.get("encoder", "tiny").name == "toy-encoder"
+    assert "ghost" not in loaded.registry.names("encoder", with_aliases=True)
+    assert loaded.component_defaults["encoder"]["toy-encoder"] == {"width": 9}
+    assert "p1" in loaded.presets
+
+
+def test_registry_file_unknown_key_is_an_error(tmp_path):
+    path = tmp_path / "reg.yaml"
+    path.write_text("preset: {}\n")
+    with pytest.raises(ConfigError, match="allowed: aliases"):
+        apply_registry_file(_load(), path)
+
+
+def test_entry_point_that_fails_to_import_is_reported(monkeypatch):
+    broken = metadata.EntryPoint(name="broken", value="nue_no_such_module.plugin", group="nue")
+    real = metadata.entry_points
+
+    def fake_entry_points(group=None, **kw):
+        eps = list(real(group=group)) if group else []
+        return eps + [broken] if group == "nue" else real(group=group, **kw)
+
+    monkeypatch.setattr(metadata, "entry_points", fake_entry_points)
+    loaded = load_plugins(registry_files=[])
+    info = next(p for p in loaded.plugins if p.name == "broken")
+    assert "import failed" in info.error and "nue_no_such_module" in info.error
+    # the first-party plugins still load
+    assert {"nue_hf", "nue_bridges"} <= {p.name for p in loaded.plugins if not p.error}
