@@ -37,7 +37,7 @@ class BuildContext:
         architectures: known architecture configs by checkpoint id, for offline description.
         in_dim, out_dim: bridge input/output widths (encoder output_dim, decoder embed_dim).
         input_frame_rate_hz: encoder frames per second (for bridges that think in seconds).
-        ctc_vocab_size: size of the CTC vocabulary including blank (bridges with a CTC head).
+        ctc_vocab_size: size V of the token vocabulary a CTC head labels (the head adds a blank at index V).
         tokenizer: the decoder's tokenizer, when a bridge needs it.
     """
 

@@ -158,8 +158,8 @@ class ConvBridge(nn.Module):
         # which must look like the conv's own zero padding, whatever the batch put there.
         x = x * valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
         for conv, k, s in zip(self.convs, self.kernel_sizes, self.strides):
-            short = k - 2 * self.padding - x.shape[-1]
-            if short > 0:  # whole batch shorter than the kernel: conv1d would raise
+            short = max(k - 2 * self.padding, 1) - x.shape[-1]
+            if short > 0:  # whole batch shorter than the kernel (or empty): conv1d would raise
                 x = F.pad(x, (0, short))
             x = self.dropout(F.gelu(conv(x)))  # (b, hidden, t')
             lengths = conv_output_lengths(lengths, k, s, self.padding)

@@ -9,7 +9,8 @@ argmax label are averaged into one vector. ``ctc_logits`` are returned for the f
 merge, where the caller computes the CTC loss.
 
 The segmentation (argmax) has no gradient; the merge is a (weighted) average, so the LLM loss
-reaches the frames, hence the conv stack and projection.
+reaches the frames, hence the conv stack and projection (with ``merge: weighted`` it also reaches
+the CTC head through the weights).
 """
 
 from __future__ import annotations
@@ -109,11 +110,16 @@ class CTCCompressBridge(ConvBridge):
         out_dim: int,
         ctc_vocab_size: int,
         *,
+        kernel_sizes: list[int] | tuple[int, ...] = (4, 4),
+        strides: list[int] | tuple[int, ...] = (2, 2),
+        padding: int = 0,
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
         merge: MergeMode = "mean",
         blank: BlankMode = "drop",
-        **stack: Any,
     ) -> None:
-        super().__init__(in_dim, out_dim, ctc_vocab_size=ctc_vocab_size, **stack)
+        super().__init__(in_dim, out_dim, kernel_sizes=kernel_sizes, strides=strides, padding=padding,
+                         hidden_dim=hidden_dim, dropout=dropout, ctc_vocab_size=ctc_vocab_size)
         self.merge, self.blank = merge, blank
         self.last_compression_ratio: torch.Tensor | None = None
 

@@ -164,7 +164,7 @@ class QFormerBridge(nn.Module):
         x = self.frame_norm(self.frame_proj(hidden))  # (b, t, h)
         windows, keys_valid = self._windows(x, lengths)  # (b, w, k, h), (b, w, k)
         window_valid = keys_valid[:, :, 0]  # (b, w): a window is used iff its first frame is valid
-        out = hidden.new_zeros(b, window_valid.shape[1], self.num_queries, self.out_dim)  # (b, w, q, d)
+        out = x.new_zeros(b, window_valid.shape[1], self.num_queries, self.out_dim)  # (b, w, q, d)
         if bool(window_valid.any()):
             memory = windows[window_valid]  # (m, k, h): windows moved into the batch dimension
             queries = self.queries.to(memory.dtype).expand(memory.shape[0], -1, -1)  # (m, q, h)

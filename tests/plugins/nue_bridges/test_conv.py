@@ -12,6 +12,7 @@ from nue_bridges.conv import ConvBridge, ConvBridgeOptions
 from nue_core.errors import ConfigError
 from nue_core.plugins import load_plugins
 from nue_core.registry import BuildContext
+from nue_core.testing import check_component
 
 IN, OUT, VOCAB = 12, 8, 7
 
@@ -156,3 +157,9 @@ def test_registered_through_the_plugin() -> None:
     assert isinstance(bridge, ConvBridge)
     with pytest.raises(ConfigError, match="kernal"):
         registry.get("bridge", "conv").build({"kernal": 3}, BuildContext(in_dim=IN, out_dim=OUT), "bridge")
+
+
+@pytest.mark.parametrize("options", [{}, {"ctc_head": True, "padding": 1}])
+def test_conformance(options: dict) -> None:
+    plugins = load_plugins([("nue_bridges", nue_bridges.plugin)], registry_files=[])
+    check_component("bridge", "conv", options, plugin_set=plugins)

@@ -1,0 +1,68 @@
+"""Saving and loading model folders: identical logits, atomic writes, clear errors."""
+
+import pytest
+import torch
+
+import nue_core.checkpoint as ckpt
+from nue_core.checkpoint import load, save_model
+from nue_core.composer import compose
+from nue_core.errors import CheckpointError
+from tests.conftest import make_audio, tiny_config
+
+
+def _logits(model):
+    wave, lens = make_audio([0.5, 0.3], seed=3)
+    with torch.no_grad():
+        return model.eval()(wave, lens, model.target_ids(["abc", "de"])).logits
+
+
+@pytest.mark.parametrize("bridge,decoder", [("conv", "gpt-neox"), ("ctc-compress", "llama"), ("qformer-window", "hf-causal-lm")])
+def test_saved_folder_loads_back_with_identical_logits(tmp_path, bridge, decoder):
+    torch.manual_seed(0)
+    cfg = tiny_config("wav2vec2" if decoder == "llama" else "hubert", bridge, decoder)
+    cfg["decoder"]["lora"] = {"r": 2}
+    model = compose(cfg)
+    with torch.no_grad():  # make LoRA B non-zero so the adapter matters
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) >= ["model.safetensors", "nue.yaml"]
+    again = load(tmp_path / "m")
+    assert torch.equal(_logits(model), _logits(again))
+
+
+def test_crash_during_save_keeps_previous_folder(tmp_path, monkeypatch):
+    model = compose(tiny_config())
+    save_model(model, tmp_path / "m")
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def exploding(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "save_state_dict", exploding)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(compose(tiny_config()), tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+    load(tmp_path / "m")
+
+
+def test_truncated_weights_give_clear_error(tmp_path):
+    save_model(compose(tiny_config()), tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load(tmp_path / "m")
+
+
+def test_describe_only_model_cannot_be_saved(tmp_path):
+    with pytest.raises(CheckpointError, match="describe"):
+        save_model(compose(tiny_config(), describe=True), tmp_path / "m")
+
+
+def test_unknown_source_lists_presets(tmp_path):
+    with pytest.raises(CheckpointError, match="tiny"):
+        load("no-such-model")
+    with pytest.raises(CheckpointError, match="not a model folder"):
+        load(tmp_path)
