@@ -39,7 +39,7 @@ class ComponentSpec(BaseModel):
     trainable: bool = Field(True, description="train this part's weights (False freezes it all)")
     freeze: list[str] = Field(
         default_factory=list,
-        description="named groups (see `nue plugins`) or parameter-name prefixes to freeze",
+        description="named groups of the part (e.g. feature_extractor) or parameter-name prefixes to freeze",
     )
     lora: LoraSpec | None = Field(
         None, description="LoRA adapter; when set, only the adapter (and unfrozen new heads) trains"

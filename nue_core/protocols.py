@@ -113,6 +113,10 @@ class Bridge(Protocol):
     Attributes:
         in_dim, out_dim: widths of the input frames and of the output vectors.
         freeze_groups: as for Encoder.
+        ctc_blank_id: blank class of the CTC head, None when the bridge has none.
+
+    Optional attribute ``length_depends_on_content`` (default False): True when the number of
+    output vectors depends on what is said (CTC compression), so ``output_lengths`` is a bound.
     """
 
     in_dim: int

@@ -30,6 +30,17 @@ from nue_core.plugins import PluginSet, get_plugins
 from nue_core.protocols import BridgeOutput, DecoderOutput, EncoderOutput, Tokenizer
 from nue_core.registry import KINDS, BuildContext, Kind
 
+__all__ = [
+    "ConformanceError",
+    "Example",
+    "check_bridge",
+    "check_component",
+    "check_decoder",
+    "check_encoder",
+    "check_plugin",
+    "default_context",
+]
+
 SEED = 0
 ROUND_TRIP_TEXT = "hello world"
 
@@ -53,7 +64,10 @@ class Example:
 
 
 def default_context(kind: Kind) -> BuildContext:
-    """The BuildContext ``check_component`` uses: random weights, small bridge sizes."""
+    """The BuildContext ``check_component`` uses by default: small sizes for a bridge.
+
+    Weights come from the example's options: give ``config:`` (random init) rather than a checkpoint.
+    """
     if kind == "bridge":
         return BuildContext(in_dim=16, out_dim=24, input_frame_rate_hz=50.0, ctc_vocab_size=30)
     return BuildContext()
@@ -71,7 +85,8 @@ def _fail(who: object, check: str, detail: str) -> ConformanceError:
 def _evaluating(module: nn.Module) -> Iterator[None]:
     """Eval mode and a fixed seed inside; each submodule's mode and the caller's RNG restored after."""
     modes = [(m, m.training) for m in module.modules()]
-    with torch.random.fork_rng(devices=[]):
+    cuda = sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(SEED)
         module.eval()
         try:
@@ -407,17 +422,7 @@ def check_decoder(
                 _check_same(decoder, "logits", i, logits[i, -len(item) :], alone[0], atol)
             if check_cache:
                 _check_cache(decoder, ids, mask, positions, logits, atol)
-        embeds: list[torch.Tensor] = []
-
-        def loss() -> torch.Tensor:
-            embeds.append(decoder.embed(ids))
-            embeds[-1].retain_grad()  # a non-leaf: keep its grad to check it
-            out = decoder(embeds[-1], mask, positions).logits
-            return _weighted_sum(torch.where(mask[..., None].bool(), out, 0.0))  # padded rows may be NaN
-
-        _check_gradients(decoder, loss, [], require_all_grads, ignore)
-        if embeds[-1].grad is None:
-            raise _fail(decoder, "gradient flow", "no gradient reaches inputs_embeds")
+        _check_decoder_gradients(decoder, ids, mask, positions, require_all_grads, ignore)
     _check_tokenizer(decoder)
 
 
@@ -455,6 +460,22 @@ def _run_decoder(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
     if not torch.isfinite(out.logits[:, -1]).all():
         raise _fail(decoder, "finite outputs", "logits of the last position hold NaN or inf")
     return out
+
+
+def _check_decoder_gradients(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                             positions: torch.Tensor, require_all_grads: bool, ignore: Iterable[str]) -> None:
+    """Gradients from the logits of valid positions reach the parameters and ``inputs_embeds``."""
+    embeds: list[torch.Tensor] = []
+
+    def loss() -> torch.Tensor:
+        embeds.append(decoder.embed(ids))  # through embed, so the embedding table is checked too
+        embeds[-1].retain_grad()  # a non-leaf: keep its grad to check it
+        logits = decoder(embeds[-1], mask, positions).logits
+        return _weighted_sum(torch.where(mask[..., None].bool(), logits, 0.0))  # padded rows may be NaN
+
+    _check_gradients(decoder, loss, [], require_all_grads, ignore)
+    if embeds[-1].grad is None:
+        raise _fail(decoder, "gradient flow", "no gradient reaches inputs_embeds")
 
 
 def _check_cache(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,

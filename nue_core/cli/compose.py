@@ -93,10 +93,13 @@ def prompt_tokens_per_second(model: Any, seconds: float = 10.0) -> str:
     """LLM prompt tokens per second of audio (speech vectors + the text prompt averaged over ``seconds``)."""
     samples = torch.tensor([int(seconds * model.encoder.sample_rate)])
     speech = int(model.bridge.output_lengths(model.encoder.output_lengths(samples))[0])
-    text = len(model.prefix_ids) + len(model.postfix_ids)
+    if model.tokenizer is None:  # described offline without tokenizer files
+        text = "text prompt not counted: tokenizer not at hand"
+    else:
+        text = f"+{len(model.prefix_ids) + len(model.postfix_ids)} text tokens"
     # Compressing bridges (ctc-compress) only know an upper bound before they see the audio.
     bound = "at most " if getattr(model.bridge, "length_depends_on_content", False) else ""
-    return f"{bound}{speech / seconds:.1f} (+{text} text tokens)"
+    return f"{bound}{speech / seconds:.1f} ({text})"
 
 
 def _human(count: int) -> str:

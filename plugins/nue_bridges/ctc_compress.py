@@ -102,7 +102,10 @@ class CTCCompressBridge(ConvBridge):
         ctc_blank_id: the blank class, V (the decoder vocabulary size).
         last_compression_ratio: detached 0-d tensor, merged vectors / frames of the last forward
             (over the batch); None before the first call.
+        length_depends_on_content: True: ``output_lengths`` is only an upper bound.
     """
+
+    length_depends_on_content = True
 
     def __init__(
         self,
