@@ -149,6 +149,28 @@ class SpeechLM(nn.Module):
         loss = lm_loss if ctc_loss is None else lm_loss + self.config.ctc_weight * ctc_loss
         return SpeechLMOutput(loss, lm_loss, ctc_loss, out.logits, speech, packed)
 
+    @torch.no_grad()
+    def generate(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, config: "GenerationConfig | None" = None
+    ) -> list[list[int]]:
+        """Transcript token ids (eos removed) for each item of a batch.
+
+        Args:
+            waveforms: (b, s) float audio at ``sample_rate``, right-padded.
+            lengths: (b,) valid samples per item; also sets each item's max_new_tokens.
+            config: decoding settings (default: greedy, limits as the released Nue-ASR).
+        """
+        from nue_core.generation import GenerationConfig, beam_search, greedy
+
+        config = config or GenerationConfig()
+        if self.tokenizer is None:
+            raise RuntimeError("this model has no tokenizer (it was composed only to be described)")
+        speech = self.encode_speech(waveforms, lengths)
+        packed = self.pack_prompt(speech, left_pad=True)
+        limits = config.token_limits(lengths.float() / self.sample_rate)
+        search = beam_search if config.num_beams > 1 or config.force_beam_search else greedy
+        return search(self.decoder, packed, limits, config, self.tokenizer.eos_id)
+
     def _ctc_loss(self, speech: BridgeOutput, tgt_ids: torch.Tensor, tgt_lens: torch.Tensor) -> torch.Tensor | None:
         if speech.ctc_logits is None or self.config.ctc_weight <= 0:
             return None

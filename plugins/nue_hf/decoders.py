@@ -173,6 +173,11 @@ class HFCausalLMDecoder(nn.Module):
             new_cache = getattr(out, "past_key_values", None)
         return DecoderOutput(logits=out.logits, cache=new_cache if caching else None)
 
+    def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        """Cache rows picked by ``index`` (b',) of the cache's batch: beam expansion and reordering."""
+        cache.reorder_cache(index.to(self.model.device))  # transformers Cache: in place, index_select per layer
+        return cache
+
     def export_options(self, folder: Path) -> dict[str, Any]:
         """Save the tokenizer into ``folder``; return options that rebuild this architecture."""
         config = {k: v for k, v in self.model.config.to_diff_dict().items() if k not in _NOT_ARCHITECTURE}
