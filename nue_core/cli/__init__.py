@@ -18,7 +18,13 @@ app = typer.Typer(
 
 
 def _register_verbs() -> None:
-    from nue_core.cli import compose, plugins  # noqa: F401  (each module adds its verb to `app`)
+    """Import every verb module of this package; each adds its command to ``app`` on import."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
 
 
 def main() -> None:

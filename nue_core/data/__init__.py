@@ -1,0 +1,1 @@
+"""Audio loading, manifests and batching."""
