@@ -24,6 +24,9 @@ from nue_core.plugins import PluginSet, get_plugins
 
 CONFIG_FILE = "nue.yaml"
 WEIGHTS_FILE = "model.safetensors"
+DEFAULT_MODEL_NAME = "default"
+# The embedded default: the FSDD digit recipe's model, shipped inside the package (see recipes/).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
 
 def save_model(model: SpeechLM, folder: Path | str) -> Path:
@@ -100,11 +103,19 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
     """Load a model: a saved model folder, a folder in a layout a plugin knows, or a preset name.
 
     Args:
-        source: path to a folder, or a preset name from registry.yaml.
+        source: path to a folder, a preset name from registry.yaml, or "default" for the
+            embedded default model (English connected digits, trained by recipes/fsdd_digits).
         plugins: plugin set to build with (default: the installed plugins).
         kwargs: passed to a foreign-layout loader (e.g. dtype).
     """
     plugins = plugins or get_plugins()
+    if str(source) == DEFAULT_MODEL_NAME:
+        if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
+            raise CheckpointError(
+                f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; "
+                "rebuild it with the recipe in recipes/fsdd_digits"
+            )
+        return load_model_folder(DEFAULT_MODEL_DIR, plugins)
     path = Path(source).expanduser()
     if path.is_dir():
         if (path / CONFIG_FILE).exists():
