@@ -95,6 +95,54 @@ def load_model_folder(folder: Path, plugins: PluginSet | None = None) -> SpeechL
     return model.eval()
 
 
+ADAPTER_CONFIG = "adapter.yaml"
+ADAPTER_WEIGHTS = "adapter.safetensors"
+
+
+def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path) -> Path:
+    """Save only what training changed: the trainable parameters (LoRA adapters, new heads).
+
+    ``adapter.yaml`` names the ``base`` model (a folder or preset ``load`` accepts) and the full
+    config; ``adapter.safetensors`` holds the trainable tensors. ``load(folder)`` rebuilds the
+    base, applies the config (injecting LoRA) and loads the tensors.
+    """
+    import yaml
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    base_text = str(Path(base).resolve()) if Path(base).exists() else str(base)
+    tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        meta = {"base": base_text, "config": model.config.model_dump(mode="json", exclude_none=True)}
+        (tmp / ADAPTER_CONFIG).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+        save_state_dict(tensors, tmp / ADAPTER_WEIGHTS)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_adapter_folder(folder: Path, plugins: PluginSet | None = None, **kwargs: Any) -> SpeechLM:
+    """Base model + adapter from a folder written by ``save_adapter``."""
+    import yaml
+
+    from nue_core.trainability import reconfigure
+
+    meta = yaml.safe_load((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")) or {}
+    if "base" not in meta or "config" not in meta:
+        raise CheckpointError(f"{folder / ADAPTER_CONFIG}: needs 'base' and 'config'")
+    model = load(meta["base"], plugins=plugins, **kwargs)
+    reconfigure(model, ModelConfig.from_dict(meta["config"], source=str(folder / ADAPTER_CONFIG)))
+    state = read_state_dict(folder / ADAPTER_WEIGHTS)
+    unknown = sorted(set(state) - set(model.state_dict()))
+    if unknown:
+        raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: tensors the model does not have: {_few(unknown)}")
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
 def _few(names: list[str]) -> str:
     return "none" if not names else ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
@@ -120,6 +168,8 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
     if path.is_dir():
         if (path / CONFIG_FILE).exists():
             return load_model_folder(path, plugins)
+        if (path / ADAPTER_CONFIG).exists():
+            return load_adapter_folder(path, plugins, **kwargs)
         for loader in plugins.loaders:
             if loader.detect(path):
                 return loader.load(path, **kwargs)

@@ -53,3 +53,13 @@ def register_model_loaders(register):  # type: ignore[no-untyped-def]
     ``detect(folder) -> bool`` says whether a folder is in this layout; ``load(folder, **kw)``
     returns a ``SpeechLM``. Used by ``nue_core.load`` for released checkpoints.
     """
+
+
+@hookspec
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    """Register writers of foreign model-folder layouts: ``register(format_name, export)``.
+
+    ``export(model, folder)`` writes a ``SpeechLM`` in that layout or raises
+    ``nue_core.errors.ConfigError`` saying why the layout cannot hold the model. Used by
+    ``nue export MODEL --format NAME``.
+    """

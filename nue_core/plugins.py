@@ -47,12 +47,22 @@ class ModelLoader:
 
 
 @dataclass
+class ModelExporter:
+    """A writer of a foreign model-folder layout (see hook ``register_exporters``)."""
+
+    name: str
+    export: Callable[..., Any]
+    plugin: str
+
+
+@dataclass
 class PluginSet:
     """The loaded plugins and the registry they filled, plus presets and defaults from YAML."""
 
     registry: Registry
     plugins: list[PluginInfo]
     loaders: list[ModelLoader] = field(default_factory=list)
+    exporters: dict[str, ModelExporter] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     component_defaults: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
@@ -84,12 +94,10 @@ def load_plugins(
         except Exception as exc:  # a malformed plugin must not stop the others
             info.error = f"registration failed: {exc!r}"
         infos.append(info)
-    registry = Registry()
-    loaders: list[ModelLoader] = []
+    result = PluginSet(registry=Registry(), plugins=infos)
     for info in infos:
         if info.error is None:
-            _run_plugin_hooks(pm, info, registry, loaders)
-    result = PluginSet(registry=registry, plugins=infos, loaders=loaders)
+            _run_plugin_hooks(pm, info, result)
     files = list(registry_files) if registry_files is not None else [default_registry_file()]
     for path in files:
         apply_registry_file(result, path)
@@ -114,16 +122,18 @@ def _entry_point_plugins(infos: list[PluginInfo]) -> Iterable[tuple[str, Any]]:
         yield ep.name, obj
 
 
-def _run_plugin_hooks(
-    pm: pluggy.PluginManager, info: PluginInfo, registry: Registry, loaders: list[ModelLoader]
-) -> None:
+_HOOKS = ("register_encoders", "register_bridges", "register_decoders",
+          "register_architectures", "register_model_loaders", "register_exporters")
+
+
+def _run_plugin_hooks(pm: pluggy.PluginManager, info: PluginInfo, result: PluginSet) -> None:
     """Call each hook of one plugin; stage its registrations and commit them only if all succeed."""
     plugin = pm.get_plugin(info.name)
     staged: list[ComponentEntry] = []
     staged_arch: dict[str, dict[str, Any]] = {}
     staged_loaders: list[ModelLoader] = []
-    for hook_name in ("register_encoders", "register_bridges", "register_decoders",
-                      "register_architectures", "register_model_loaders"):
+    staged_exporters: list[ModelExporter] = []
+    for hook_name in _HOOKS:
         impl = getattr(plugin, hook_name, None)
         if impl is None or not any(
             h.plugin_name == info.name for h in getattr(pm.hook, hook_name).get_hookimpls()
@@ -134,23 +144,36 @@ def _run_plugin_hooks(
             register = _component_registrar(_HOOK_KIND[hook_name], info, staged)
         elif hook_name == "register_architectures":
             register = lambda ckpt, cfg: staged_arch.__setitem__(ckpt, dict(cfg))  # noqa: E731
-        else:
+        elif hook_name == "register_model_loaders":
             register = lambda name, detect, load: staged_loaders.append(  # noqa: E731
                 ModelLoader(name, detect, load, info.name)
+            )
+        else:
+            register = lambda name, export: staged_exporters.append(  # noqa: E731
+                ModelExporter(name, export, info.name)
             )
         try:
             impl(register=register)
         except Exception as exc:
             info.error = f"{hook_name} failed: {_short(exc)}"
             return
+    clash = next((e.name for e in staged_exporters if e.name in result.exporters), None)
+    if clash is not None:
+        info.error = f"export format '{clash}' is already registered by plugin '{result.exporters[clash].plugin}'"
+        return
+    added: list[ComponentEntry] = []
     try:
         for entry in staged:
-            registry.add(entry)
+            result.registry.add(entry)
+            added.append(entry)
     except NueError as exc:
+        for entry in added:  # all of a plugin's components, or none
+            result.registry.remove(entry)
         info.error = str(exc)
         return
-    registry.architectures.update(staged_arch)
-    loaders.extend(staged_loaders)
+    result.registry.architectures.update(staged_arch)
+    result.loaders.extend(staged_loaders)
+    result.exporters.update({e.name: e for e in staged_exporters})
 
 
 def _component_registrar(kind: str, info: PluginInfo, staged: list[ComponentEntry]) -> Callable[..., None]:

@@ -109,6 +109,13 @@ class Registry:
         for alias in entry.aliases:
             self._aliases[entry.kind][alias] = entry.name
 
+    def remove(self, entry: ComponentEntry) -> None:
+        """Take an entry and its aliases out again (rolling back a plugin that failed midway)."""
+        self._entries[entry.kind].pop(entry.name, None)
+        for alias in entry.aliases:
+            if self._aliases[entry.kind].get(alias) == entry.name:
+                del self._aliases[entry.kind][alias]
+
     def add_alias(self, kind: Kind, alias: str, target: str) -> None:
         """An extra alias (from registry.yaml) for an installed component; silently skipped if absent."""
         if target in self._entries[kind] and self._owner(kind, alias) is None:

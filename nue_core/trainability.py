@@ -50,11 +50,21 @@ def resolve_freeze(module: nn.Module, entries: list[str], part: str) -> list[str
     return prefixes
 
 
+def has_lora(module: nn.Module) -> bool:
+    """True when ``module`` already carries LoRA layers."""
+    return any("lora_" in name for name, _ in module.named_parameters())
+
+
 def inject_lora(module: nn.Module, spec: ComponentSpec, part: str) -> None:
-    """Add a LoRA adapter to ``module`` in place (module names and forward stay the same)."""
+    """Add a LoRA adapter to ``module`` in place (module names and forward stay the same).
+
+    A module that already has an adapter (e.g. re-applying a config) is left as it is.
+    """
     from peft import LoraConfig, inject_adapter_in_model
 
     assert spec.lora is not None
+    if has_lora(module):
+        return
     targets = spec.lora.target_modules or list(getattr(module, "lora_targets", []) or [])
     if not targets:
         raise ConfigError(
@@ -87,6 +97,32 @@ def merge_lora(module: nn.Module) -> int:
             setattr(parent, child, layer.get_base_layer())
             merged += 1
     return merged
+
+
+def reconfigure(model: nn.Module, config: ModelConfig) -> nn.Module:
+    """Apply a new config's trainability and LoRA to a built model (e.g. adapt a loaded checkpoint).
+
+    Only shared part fields (trainable, freeze, lora) and top-level fields such as ``ctc_weight``
+    may differ: the parts themselves are not rebuilt.
+    """
+    for part in PARTS:
+        old, new = getattr(model.config, part), getattr(config, part)
+        if old.name != new.name or old.options != new.options:
+            raise ConfigError(f"{part}: reconfigure changes only trainable/freeze/lora; rebuild the model to change '{part}'")
+    model.config = config
+    apply_trainability(model, config)
+    return model
+
+
+def merge_adapters(model: nn.Module) -> nn.Module:
+    """Fold every part's LoRA adapter into its weights and drop ``lora`` from the config (in place)."""
+    updates = {}
+    for part in PARTS:
+        if merge_lora(getattr(model, part)):
+            updates[part] = getattr(model.config, part).model_copy(update={"lora": None})
+    if updates:
+        model.config = model.config.model_copy(update=updates)
+    return model
 
 
 def count_parameters(module: nn.Module) -> tuple[int, int]:

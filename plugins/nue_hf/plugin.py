@@ -15,3 +15,17 @@ def register_decoders(register):  # type: ignore[no-untyped-def]
     from nue_hf.decoders import register_decoders as _register
 
     _register(register)
+
+
+@hookimpl
+def register_model_loaders(register):  # type: ignore[no-untyped-def]
+    from nue_hf.released import is_released_folder, load_released
+
+    register("nue-asr", is_released_folder, load_released)
+
+
+@hookimpl
+def register_exporters(register):  # type: ignore[no-untyped-def]
+    from nue_hf.released_export import export_released
+
+    register("nue-asr", export_released)

@@ -40,6 +40,7 @@ class RaisingPlugin:
 class ClashingPlugin:
     @hookimpl
     def register_encoders(self, register):
+        register("fresh-name", _factory)  # registered first, must be rolled back with the clash
         register("other", _factory, aliases=("toy",))
 
 
@@ -71,6 +72,7 @@ def test_duplicate_name_or_alias_is_reported_with_both_plugins():
     assert "'toy'" in broken.error and "GoodPlugin" in broken.error
     with pytest.raises(UnknownComponentError):
         loaded.registry.get("encoder", "other")
+    assert loaded.registry.names("encoder") == ["toy-encoder"]
 
 
 def test_registry_add_refuses_duplicates():

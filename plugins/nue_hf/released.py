@@ -1,0 +1,133 @@
+"""The released Nue-ASR checkpoint layout (``rinna/nue-asr``): load it as a SpeechLM, write it back.
+
+The folder holds ``config.json`` (``model_type: nue_asr``, ``audio_encoder_config``,
+``llm_config``, ``bridge_conv_kernel_size``, ``bridge_conv_stride``), the weights (safetensors, or
+a ``.bin`` read with ``weights_only=True``) and a sentencepiece tokenizer. The module tree maps onto
+the framework's own ``hubert`` encoder, ``conv`` bridge and ``gpt-neox`` decoder:
+
+    audio_encoder.*        <-> encoder.model.*
+    bridge_convs.{i}.*     <-> bridge.convs.{i}.*
+    bridge_proj.*          <-> bridge.proj.*
+    llm.embed_out.weight   <-> decoder.model.lm_head.weight   (transformers 4.x vs 5.x name)
+    llm.*                  <-> decoder.model.*
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nue_core.config import ModelConfig
+from nue_core.errors import CheckpointError
+
+MODEL_TYPE = "nue_asr"
+PROMPT = {"prefix": "<s>", "postfix": "[SEP]"}
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# (released prefix, framework prefix), most specific first.
+_PREFIXES = (
+    ("llm.embed_out.", "decoder.model.lm_head."),
+    ("audio_encoder.", "encoder.model."),
+    ("bridge_convs.", "bridge.convs."),
+    ("bridge_proj.", "bridge.proj."),
+    ("llm.", "decoder.model."),
+)
+# Older torch saved weight norm as weight_g / weight_v; torch >= 2.1 uses parametrizations.
+_WEIGHT_NORM = {".weight_g": ".parametrizations.weight.original0", ".weight_v": ".parametrizations.weight.original1"}
+
+
+def is_released_folder(folder: Path) -> bool:
+    """True when ``folder/config.json`` declares ``model_type: nue_asr``."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def released_config(folder: Path) -> ModelConfig:
+    """The framework config equivalent to a released folder (tokenizer read from the folder)."""
+    from transformers import GPTNeoXConfig, HubertConfig
+
+    raw = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    kernels = list(raw.get("bridge_conv_kernel_size", [4, 4]))
+    strides = list(raw.get("bridge_conv_stride", [2, 2]))
+    return ModelConfig.from_dict(
+        {
+            "encoder": {"name": "hubert", "config": _known_fields(raw.get("audio_encoder_config") or {}, HubertConfig)},
+            "bridge": {"name": "conv", "kernel_sizes": kernels, "strides": strides},
+            "decoder": {"name": "gpt-neox", "config": _known_fields(raw.get("llm_config") or {}, GPTNeoXConfig),
+                        "tokenizer": str(Path(folder).resolve())},
+            "prompt": PROMPT,
+            "max_audio_seconds": 16.0,
+        },
+        source=f"{folder}/config.json",
+    )
+
+
+_METADATA = ("architectures", "torch_dtype", "dtype", "transformers_version", "_name_or_path")
+
+
+def _known_fields(fields: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """Architecture fields in today's names (e.g. transformers 4.x ``rotary_pct`` becomes rope
+    parameters) without file metadata (architectures, torch_dtype, ...)."""
+    normalized = config_class(**fields).to_diff_dict()
+    known = set(config_class().to_dict())
+    return {k: v for k, v in normalized.items() if k in known and k not in _METADATA}
+
+
+def read_released_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The released state dict: safetensors preferred, else ``.bin`` with ``weights_only=True``."""
+    from nue_core.checkpoint import read_state_dict
+
+    folder = Path(folder)
+    if (folder / "model.safetensors").exists():
+        return read_state_dict(folder / "model.safetensors")
+    path = folder / "pytorch_model.bin"
+    if not path.exists():
+        raise CheckpointError(f"{folder}: no weights ({' or '.join(_WEIGHT_FILES)})")
+    try:
+        # weights_only: tensors and plain containers only; a pickle that would run code is refused.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError and friends: never fall back to full unpickling
+        raise CheckpointError(f"{path}: refused or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def to_framework_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Released key names -> SpeechLM key names (weight-norm variants normalised)."""
+    out = {}
+    for key, tensor in state.items():
+        for old, new in _WEIGHT_NORM.items():
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        out[_swap_prefix(key, [(a, b) for a, b in _PREFIXES])] = tensor
+    return out
+
+
+def to_released_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """SpeechLM key names -> released key names."""
+    return {_swap_prefix(k, [(b, a) for a, b in _PREFIXES]): v for k, v in state.items()}
+
+
+def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key[len(old):]
+    raise CheckpointError(f"unexpected weight '{key}' for the Nue-ASR layout")
+
+
+def load_released(folder: Path, dtype: str = "float32", **_: Any):  # type: ignore[no-untyped-def]
+    """A SpeechLM from a released Nue-ASR folder (fp16 weights become ``dtype``, float32 by default)."""
+    from nue_core.composer import compose
+
+    folder = Path(folder)
+    model = compose(released_config(folder), load_weights=False, base_dir=folder)
+    state = to_framework_keys(read_released_weights(folder))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # The released HuBERT may omit masked_spec_embed (only used for SpecAugment in training).
+    missing = [k for k in missing if not k.endswith("masked_spec_embed")]
+    if missing or unexpected:
+        raise CheckpointError(f"{folder}: weights do not match config.json: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    return model.to(dtypes[dtype]).eval()
