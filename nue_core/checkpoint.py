@@ -179,6 +179,24 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
         )
     if str(source) in plugins.presets:
         return compose(str(source), plugins=plugins).eval()
-    raise CheckpointError(
-        f"'{source}' is neither a model folder nor a preset; presets: {', '.join(sorted(plugins.presets))}"
-    )
+    if str(source) in plugins.checkpoints:
+        return load(fetch_checkpoint(plugins.checkpoints[str(source)]), plugins=plugins, **kwargs)
+    names = sorted([*plugins.presets, *plugins.checkpoints, DEFAULT_MODEL_NAME])
+    raise CheckpointError(f"'{source}' is neither a model folder nor a known name; known: {', '.join(names)}")
+
+
+def fetch_checkpoint(hub_id: str) -> Path:
+    """A local folder for a trained checkpoint's hub id (downloaded once into the HF cache).
+
+    Only weights (safetensors preferred), configs and tokenizer files are fetched; nothing in the
+    folder is executed.
+    """
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as exc:  # offline, unknown repo, no permission: one clear message
+        raise CheckpointError(
+            f"cannot fetch '{hub_id}' ({type(exc).__name__}: {exc}); download it where the hub is "
+            "reachable and pass the local folder instead"
+        ) from None

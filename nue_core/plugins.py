@@ -64,6 +64,7 @@ class PluginSet:
     loaders: list[ModelLoader] = field(default_factory=list)
     exporters: dict[str, ModelExporter] = field(default_factory=dict)
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)
     component_defaults: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -221,11 +222,11 @@ def apply_registry_file(plugin_set: PluginSet, path: Path) -> None:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read registry file: {exc}") from None
-    unknown = set(data) - {"aliases", "defaults", "architectures", "presets"}
+    unknown = set(data) - {"aliases", "defaults", "architectures", "presets", "checkpoints"}
     if unknown:
         raise ConfigError(
             f"{path}: unknown top-level key(s) {sorted(unknown)}; "
-            "allowed: aliases, architectures, defaults, presets"
+            "allowed: aliases, architectures, checkpoints, defaults, presets"
         )
     for kind, table in (data.get("aliases") or {}).items():
         if kind not in KINDS:
@@ -238,6 +239,7 @@ def apply_registry_file(plugin_set: PluginSet, path: Path) -> None:
         plugin_set.component_defaults.setdefault(kind, {}).update(table or {})
     plugin_set.registry.architectures.update(data.get("architectures") or {})
     plugin_set.presets.update(data.get("presets") or {})
+    plugin_set.checkpoints.update({str(k): str(v) for k, v in (data.get("checkpoints") or {}).items()})
 
 
 _DEFAULT: PluginSet | None = None

@@ -35,5 +35,10 @@ def plugins() -> None:
         console.print(comp)
     if loaded.presets:
         console.print("presets: " + ", ".join(sorted(loaded.presets)))
+    if loaded.checkpoints:
+        console.print("checkpoints: " + ", ".join(f"{k} ({v})" for k, v in sorted(loaded.checkpoints.items())))
+    if loaded.loaders or loaded.exporters:
+        console.print("folder layouts: load " + ", ".join(l.name for l in loaded.loaders)
+                      + "; export " + ", ".join(sorted(loaded.exporters)))
     for info in loaded.broken:
         typer.secho(f"plugin '{info.name}' ({info.module}) is broken: {info.error}", fg="red", err=True)

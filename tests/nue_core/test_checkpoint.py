@@ -66,3 +66,9 @@ def test_unknown_source_lists_presets(tmp_path):
         load("no-such-model")
     with pytest.raises(CheckpointError, match="not a model folder"):
         load(tmp_path)
+
+
+def test_named_checkpoint_offline_gives_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="rinna/nue-asr"):
+        load("nue-asr")
