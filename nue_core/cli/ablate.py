@@ -1,0 +1,31 @@
+"""``nue ablate SWEEP.yaml``: run a sweep of config permutations and tabulate the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nue_core.cli import app
+
+
+@app.command()
+def ablate(
+    sweep: Path = typer.Argument(..., help="sweep YAML (base config + axes or variants)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<sweep file name>)"),
+    cell: Optional[str] = typer.Option(None, "--cell", help="run only this cell"),
+    list_cells: bool = typer.Option(False, "--list", help="print the cells and exit"),
+) -> None:
+    """Train and evaluate each cell (finished cells are skipped), then write results.md/.csv/.png."""
+    from nue_core.sweep import expand, load_sweep
+    from nue_core.sweep_run import run_sweep
+
+    if list_cells:
+        spec, root = load_sweep(sweep)
+        for c in expand(spec, root):
+            typer.echo(c.name)
+        return
+    target = out or Path("runs") / sweep.stem
+    results = run_sweep(sweep, target, only=cell, say=typer.echo)
+    typer.echo((target / "results.md").read_text(encoding="utf-8") if results else "no finished cells yet")
