@@ -48,6 +48,9 @@ def resolve_config(config: ModelConfig | dict[str, Any] | str | Path, plugins: P
         entry = plugins.registry.get(kind, spec.name)
         values = spec.model_dump(exclude_none=True)
         values["name"] = entry.name  # store the canonical name, not the alias
+        # A component's own defaults for shared fields (e.g. a frozen SSL upstream) apply
+        # wherever the config leaves those fields unset.
+        values.update({k: v for k, v in entry.shared_defaults.items() if k not in spec.model_fields_set})
         if not spec.options:
             values.update(plugins.component_defaults.get(kind, {}).get(entry.name, {}))
         updates[kind] = ComponentSpec.model_validate(values)

@@ -8,7 +8,11 @@ match the specs below, exposed through the entry-point group ``nue``::
 
 Each hook receives a ``register`` callback:
 
-    register(name, factory, options=OptionsModel, aliases=("other-name",), description="...")
+    register(name, factory, options=OptionsModel, aliases=("other-name",), description="...",
+             shared_defaults={"freeze": ["upstream"]})
+
+``shared_defaults`` sets the component's own defaults for the shared part fields (trainable,
+freeze, lora), used wherever a config leaves them unset.
 
 ``factory(options, ctx)`` gets the validated options model instance and a
 ``nue_core.registry.BuildContext`` (sizes supplied by the composer, whether to read weights,

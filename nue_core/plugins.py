@@ -184,7 +184,11 @@ def _component_registrar(kind: str, info: PluginInfo, staged: list[ComponentEntr
         options: type | None = None,
         aliases: Iterable[str] = (),
         description: str = "",
+        shared_defaults: dict[str, Any] | None = None,
     ) -> None:
+        unknown = set(shared_defaults or {}) - {"trainable", "freeze", "lora"}
+        if unknown:
+            raise ValueError(f"shared_defaults of '{name}' may set trainable, freeze, lora; got {sorted(unknown)}")
         staged.append(
             ComponentEntry(
                 kind=kind,  # type: ignore[arg-type]
@@ -195,6 +199,7 @@ def _component_registrar(kind: str, info: PluginInfo, staged: list[ComponentEntr
                 description=description or (factory.__doc__ or "").strip().split("\n")[0],
                 plugin=info.name,
                 version=info.version,
+                shared_defaults=dict(shared_defaults or {}),
             )
         )
 

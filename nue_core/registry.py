@@ -76,6 +76,7 @@ class ComponentEntry:
     description: str = ""
     plugin: str = "?"
     version: str = ""
+    shared_defaults: dict[str, Any] = field(default_factory=dict)
 
     def validate_options(self, values: dict[str, Any], where: str) -> BaseModel:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nue_core.cli import app
@@ -21,7 +22,7 @@ def plugins() -> None:
     for column in ("plugin", "distribution", "version", "hooks", "status"):
         table.add_column(column)
     for info in loaded.plugins:
-        status = f"[red]broken: {info.error}[/red]" if info.error else "[green]ok[/green]"
+        status = f"[red]broken: {escape(info.error)}[/red]" if info.error else "[green]ok[/green]"
         hooks = ", ".join(h.removeprefix("register_") for h in info.hooks)
         table.add_row(info.name, info.distribution, info.version, hooks, status)
     console.print(table)
@@ -31,7 +32,7 @@ def plugins() -> None:
             comp.add_column(column)
         for entry in loaded.registry.entries(kind):
             aliases = ", ".join(sorted(set(entry.aliases) | set(loaded.registry.aliases_of(kind, entry.name))))
-            comp.add_row(entry.name, aliases, f"{entry.plugin} {entry.version}".strip(), entry.description)
+            comp.add_row(entry.name, aliases, f"{entry.plugin} {entry.version}".strip(), escape(entry.description))
         console.print(comp)
     if loaded.presets:
         console.print("presets: " + ", ".join(sorted(loaded.presets)))
