@@ -78,6 +78,18 @@ class Cell:
     model_config: ModelConfig
     train_config: Any  # nue_core.train.config.TrainConfig
 
+    @property
+    def model_overrides(self) -> dict[str, Any]:
+        """The overrides that change the model config (not the TrainConfig)."""
+        return {k: v for k, v in self.overrides.items() if not k.startswith(TRAIN_PREFIX)}
+
+
+def base_source(sweep: Sweep, root: Path) -> str | None:
+    """The base model as ``nue train`` takes it (a YAML path or preset), None for an inline base."""
+    if isinstance(sweep.base, dict):
+        return None
+    return str(root / sweep.base) if (root / sweep.base).is_file() else sweep.base
+
 
 def load_sweep(path: Path | str) -> tuple[Sweep, Path]:
     """Read and validate a sweep file; returns it and the folder its relative paths start from."""
@@ -107,10 +119,20 @@ def _short(value: Any) -> str:
 def base_model_dict(sweep: Sweep, root: Path) -> dict[str, Any]:
     from nue_core.composer import resolve_config
 
-    if isinstance(sweep.base, dict):
-        return dict(sweep.base)
-    source = root / sweep.base if (root / sweep.base).is_file() else sweep.base
-    return resolve_config(str(source)).model_dump(exclude_none=True)
+    source = base_source(sweep, root)
+    if source is None:
+        return dict(sweep.base)  # type: ignore[arg-type]
+    return resolve_config(source).model_dump(exclude_none=True)
+
+
+def validate_options(config: ModelConfig) -> None:
+    """Check every part's plugin options against its options model (without building anything)."""
+    from nue_core.plugins import get_plugins
+
+    registry = get_plugins().registry
+    for kind in ("encoder", "bridge", "decoder"):
+        spec = getattr(config, kind)
+        registry.get(kind, spec.name).validate_options(spec.options, where=f"{kind} '{spec.name}' options")
 
 
 def expand(sweep: Sweep, root: Path) -> list[Cell]:
@@ -138,6 +160,7 @@ def expand(sweep: Sweep, root: Path) -> list[Cell]:
                 model_data = set_dotted(model_data, key, value)
         try:
             model_config = resolve_config(ModelConfig.from_dict(model_data, source=f"sweep cell '{name}'"))
+            validate_options(model_config)
         except ConfigError as exc:
             raise ConfigError(f"sweep cell '{name}': {exc}") from None
         train_config = TrainConfig.from_dict(train_data, source=f"sweep cell '{name}' train")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import yaml
 
 from nue_core.errors import ConfigError
 from nue_core.sweep import Cell, Sweep, expand, load_sweep
@@ -50,15 +51,23 @@ def run_sweep(path: Path | str, out: Path | str, only: str | None = None, say: C
 
 def run_cell(cell: Cell, sweep: Sweep, root: Path, folder: Path) -> dict[str, Any]:
     """Train one cell (resuming its own run if interrupted) and evaluate the best model on the test set."""
+    from nue_core.sweep import base_source
     from nue_core.train.run import train
 
     folder.mkdir(parents=True, exist_ok=True)
-    cell.model_config.save(folder / "model.yaml")
+    cell.model_config.save(folder / "model.yaml")  # the resolved config, for the record
+    # Train from the base as given plus this cell's overrides, so relative paths in the base
+    # (e.g. a tokenizer beside its YAML) resolve against the base's own folder.
+    source = base_source(sweep, root)
+    if source is None:
+        source = str(folder / "base.yaml")
+        Path(source).write_text(yaml.safe_dump(sweep.base, sort_keys=False), encoding="utf-8")
     run_dir = folder / "run"
     started = time.perf_counter()
-    outcome = train(folder / "model.yaml", root / sweep.data.train,
+    outcome = train(source, root / sweep.data.train,
                     root / sweep.data.valid if sweep.data.valid else None, run_dir,
-                    cell.train_config, resume=run_dir.exists(), say=lambda *_: None)
+                    cell.train_config, resume=run_dir.exists(), model_overrides=cell.model_overrides,
+                    say=lambda *_: None)
     train_seconds = time.perf_counter() - started
     model_dir = outcome.best_dir or outcome.final_dir
     if model_dir is None:

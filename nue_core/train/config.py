@@ -1,0 +1,94 @@
+"""TrainConfig: every knob of a training run, validated (a typo is an error naming the key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nue_core.config import format_validation_error, register_options_model
+from nue_core.data.augment import AugmentConfig
+from nue_core.errors import ConfigError
+
+
+class TrainConfig(BaseModel):
+    """Optimisation, data, evaluation and checkpoint settings of ``nue train``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # optimisation
+    lr: float = Field(1e-4, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (not on biases/norms)")
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    warmup_steps: int = Field(100, ge=0, description="linear warm-up from 0 to lr over this many steps")
+    schedule: Literal["linear", "cosine", "constant"] = Field("linear", description="decay after warm-up")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="final lr as a fraction of lr")
+    max_steps: int | None = Field(None, gt=0, description="optimizer steps to run (overrides epochs)")
+    epochs: float = Field(1.0, gt=0, description="passes over the training data when max_steps is not set")
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    clip: float | None = Field(1.0, gt=0, description="max global gradient norm; None = no clipping")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision; fp16 needs a GPU (with loss scaling), bf16 a CPU or recent GPU"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (encoder and decoder)")
+    find_unused_parameters: bool = Field(
+        True, description="DDP: allow parameters without gradient in a step (SpecAugment embed, LayerDrop)"
+    )
+    # data
+    batch_seconds: float = Field(60.0, gt=0, description="padded audio seconds per batch (count x longest)")
+    max_batch_size: int | None = Field(None, gt=0, description="cap on utterances per batch")
+    max_audio_seconds: float | None = Field(
+        None, gt=0, description="longest clip kept; default: the model config's max_audio_seconds (16)"
+    )
+    skip_bad: bool = Field(False, description="skip (and count) bad manifest entries instead of stopping")
+    cache_audio: bool = Field(False, description="keep decoded audio in memory (small data sets)")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="training-time augmentation")
+    # evaluation and checkpoints
+    eval_every: int = Field(500, gt=0, description="validate every N optimizer steps (and at the end)")
+    eval_batch_seconds: float | None = Field(None, gt=0, description="batch bound for validation (default batch_seconds)")
+    eval_max_items: int | None = Field(None, gt=0, description="decode at most this many validation items")
+    decode_tokens_per_second: float = Field(4.0, gt=0, description="validation max_new_tokens per audio second")
+    decode_extra_tokens: int = Field(20, ge=0, description="validation max_new_tokens added per item")
+    best_metric: Literal["cer", "wer", "loss"] = Field("cer", description="validation metric that picks the best model")
+    save_every: int = Field(500, gt=0, description="write a resumable checkpoint every N optimizer steps")
+    keep_last: int = Field(2, ge=1, description="resumable checkpoints kept (older ones are deleted)")
+    log_every: int = Field(10, gt=0, description="write training metrics every N optimizer steps")
+    seed: int = Field(0, description="seeds weights order, data order, augmentation, dropout")
+    max_bad_steps: int = Field(20, ge=0, description="stop after this many skipped non-finite steps in total")
+    progress: bool = Field(True, description="show a progress bar")
+    tensorboard: bool = Field(True, description="write TensorBoard events to RUN_DIR/tensorboard")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.augment.speed_range is not None and not 0 < self.augment.speed_range[0] <= self.augment.speed_range[1]:
+            raise ValueError("augment.speed_range must be [low, high] with 0 < low <= high")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "train config") -> "TrainConfig":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, source)) from None
+
+    @classmethod
+    def load(cls, path: Path | str) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such train config file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of train settings")
+        return cls.from_dict(data, source=str(path))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+register_options_model(TrainConfig)
+register_options_model(AugmentConfig)

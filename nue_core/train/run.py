@@ -1,0 +1,96 @@
+"""One call from a model source and manifests to a trained run folder (what ``nue train`` does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nue_core.checkpoint import CONFIG_FILE
+from nue_core.errors import ConfigError
+from nue_core.model import SpeechLM
+from nue_core.train.config import TrainConfig
+from nue_core.train.data import UtteranceSet
+from nue_core.train.trainer import Trainer, TrainResult, make_accelerator, seed_everything
+
+
+def build_training_model(source: str | Path, model_overrides: dict[str, Any] | None = None, seed: int = 0) -> SpeechLM:
+    """The model to train: a saved model folder (continue from its weights), a YAML file or a preset.
+
+    Args:
+        source: model folder, model YAML path or preset name.
+        model_overrides: dotted overrides of the model config (``{"ctc_weight": 0.5}``); not
+            allowed for a saved folder, whose weights fix the architecture.
+        seed: seeds the random initialisation, so two runs with one seed start identical.
+    """
+    from nue_core.checkpoint import load_model_folder
+    from nue_core.composer import compose, resolve_config
+    from nue_core.overrides import set_dotted
+
+    seed_everything(seed)
+    path = Path(source)
+    if path.is_dir() and (path / CONFIG_FILE).is_file():
+        if model_overrides:
+            raise ConfigError(f"{path} is a saved model: its architecture is fixed; model overrides are not allowed")
+        return load_model_folder(path).train()
+    config = resolve_config(str(source))
+    base_dir = path.parent if path.is_file() else None
+    if model_overrides:
+        from nue_core.config import ModelConfig
+
+        data = config.model_dump(exclude_none=True)
+        for key, value in model_overrides.items():
+            data = set_dotted(data, key, value)
+        config = ModelConfig.from_dict(data, source=f"{source} with overrides")
+    return compose(config, base_dir=base_dir).train()
+
+
+def load_data(
+    config: TrainConfig, model: SpeechLM, train_manifest: Path, valid_manifest: Path | None, say: Any = print
+) -> tuple[UtteranceSet, UtteranceSet | None]:
+    """Read and check the manifests (every entry once; bad ones stop the run or are skipped)."""
+    limit = config.max_audio_seconds or model.config.max_audio_seconds
+    sets = []
+    for path in (train_manifest, valid_manifest):
+        if path is None:
+            sets.append(None)
+            continue
+        data, report = UtteranceSet.from_manifest(path, model.sample_rate, limit, config.skip_bad, config.cache_audio)
+        if report.problems:
+            say(report.summary(str(path), limit=20) + "\n  (skipped: --skip-bad)")
+        minutes = sum(data.durations) / 60
+        say(f"{path}: {len(data)} utterances, {minutes:.1f} min of audio" + (f", {len(report.problems)} skipped" if report.problems else ""))
+        sets.append(data)
+    return sets[0], sets[1]
+
+
+def train(
+    model_source: str | Path, train_manifest: Path, valid_manifest: Path | None, run_dir: Path,
+    config: TrainConfig, resume: bool = False, model_overrides: dict[str, Any] | None = None,
+    say: Any = print,
+) -> TrainResult:
+    """Build the model, check the data, train (resuming when asked), return how it ended."""
+    run_dir = Path(run_dir)
+    acc = make_accelerator(config)
+    if not acc.is_main_process:
+        say = _quiet
+    model = build_training_model(model_source, model_overrides, config.seed)
+    train_set, valid_set = load_data(config, model, Path(train_manifest), valid_manifest and Path(valid_manifest), say)
+    trainer = Trainer(model, config, train_set, valid_set, run_dir, accelerator=acc)
+    if trainer.acc.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        model.config.save(run_dir / "model.yaml")
+    if resume:
+        found = trainer.resume()
+        say(f"resumed from step {trainer.state.step}" if found else "no checkpoint to resume from; starting fresh")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"training {trainable / 1e6:.2f}M parameters for {trainer.total_steps} steps "
+        f"on {trainer.acc.num_processes} process(es), device {trainer.acc.device}")
+    torch.set_float32_matmul_precision("high")
+    return trainer.fit()
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """Ranks other than the main one print nothing."""

@@ -1,0 +1,377 @@
+"""The training loop: AdamW + warm-up/decay, accumulation, clipping, mixed precision, through accelerate.
+
+One code path serves one CPU, one GPU and many processes (``torchrun`` / ``accelerate launch``:
+DDP; FSDP and DeepSpeed through accelerate's own config). Every rank computes the same batch list
+from ``(seed, epoch)`` and takes its share, so no sampler state needs to be exchanged.
+
+Reproducible resume: the data position, optimizer, scheduler and RNG states are checkpointed, and
+the random state is also re-derived from ``(seed, step, rank)`` at every step, so a resumed run does
+the same arithmetic as an uninterrupted one (validation and saving in between change nothing).
+
+Shape legend: b = batch, s = audio samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from nue_core.data.batching import BatchOrder, make_batches, shard_batches
+from nue_core.errors import ConfigError, NueError
+from nue_core.generation import GenerationConfig
+from nue_core.model import SpeechLM
+from nue_core.train import checkpointing as ckpt
+from nue_core.train.config import TrainConfig
+from nue_core.train.data import UtteranceSet
+from nue_core.train.logs import MetricsLog, ProgressBar
+from nue_core.train.optim import build_optimizer, build_scheduler
+from nue_core.train.validation import ValidationResult, validate
+
+
+class TrainingError(NueError):
+    """Training cannot go on (too many non-finite steps, no data); the message says why."""
+
+
+@dataclass
+class TrainerState:
+    """What besides tensors a checkpoint must hold to resume exactly."""
+
+    step: int = 0
+    order: BatchOrder = field(default_factory=BatchOrder)
+    bad_steps: int = 0
+    best: float | None = None
+    best_step: int | None = None
+    audio_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"order": self.order.to_dict(), "bad_steps": self.bad_steps, "best": self.best,
+                "best_step": self.best_step, "audio_seconds": self.audio_seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainerState":
+        return cls(int(data["step"]), BatchOrder.from_dict(data["order"]), int(data["bad_steps"]),
+                   data.get("best"), data.get("best_step"), float(data.get("audio_seconds", 0.0)))
+
+
+@dataclass
+class TrainResult:
+    """How a run ended: ``finished`` or ``stopped`` (SIGTERM), at which step, with what metrics."""
+
+    status: str
+    step: int
+    bad_steps: int
+    final_dir: Path | None
+    best_dir: Path | None
+    validation: ValidationResult | None = None
+
+
+def make_accelerator(config: TrainConfig) -> Any:
+    """An ``accelerate.Accelerator`` for this config (DDP kwargs, mixed precision checked)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cuda = torch.cuda.is_available()
+    if config.precision == "fp16" and not cuda:
+        raise ConfigError("precision fp16 needs a CUDA GPU (loss scaling); on CPU use bf16 or fp32")
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
+    return Accelerator(mixed_precision=mixed, cpu=not cuda, kwargs_handlers=[ddp])
+
+
+def seed_everything(seed: int, *salt: int) -> None:
+    """Seed python, numpy and torch from ``(seed, *salt)``."""
+    value = int(np.random.SeedSequence([seed & 0xFFFFFFFF, *salt]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
+    """Turn on non-reentrant activation checkpointing in every transformers model inside; count them."""
+    count = 0
+    for module in model.modules():
+        if getattr(module, "supports_gradient_checkpointing", False) and hasattr(module, "gradient_checkpointing_enable"):
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            count += 1
+    return count
+
+
+class Trainer:
+    """Trains a SpeechLM on an UtteranceSet, validating, logging and checkpointing into ``run_dir``.
+
+    Args:
+        model: the model (trainability already applied by the composer).
+        config: training settings.
+        train, valid: validated data (``valid`` may be None: no validation, no best model).
+        run_dir: output folder (checkpoints/, best/, final/, metrics.jsonl, tensorboard/).
+        accelerator: an ``accelerate.Accelerator``; default: ``make_accelerator(config)``.
+    """
+
+    def __init__(
+        self, model: SpeechLM, config: TrainConfig, train: UtteranceSet, valid: UtteranceSet | None,
+        run_dir: Path | str, accelerator: Any = None,
+    ) -> None:
+        self.config, self.train_data, self.valid_data = config, train, valid
+        self.run_dir = Path(run_dir)
+        self.acc = accelerator or make_accelerator(config)
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        self.raw_model = model
+        self.model, self.optimizer = self.acc.prepare(model.train(), build_optimizer(model, config))
+        self.state = TrainerState()
+        self.total_steps = self._total_steps()
+        self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
+        self._stop_requested = False
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        batches = make_batches(self.train_data.durations, self.config.batch_seconds, self.config.seed, epoch,
+                               max_batch_size=self.config.max_batch_size)
+        return shard_batches(batches, self.acc.process_index, self.acc.num_processes)
+
+    def _total_steps(self) -> int:
+        if self.config.max_steps is not None:
+            return self.config.max_steps
+        per_epoch = len(self._epoch_batches(0))
+        return max(1, math.ceil(self.config.epochs * per_epoch / self.config.grad_accum))
+
+    def _next_indices(self) -> list[int]:
+        """The next batch of this rank, advancing (and rolling over) the data order."""
+        order = self.state.order
+        batches = self._epoch_batches(order.epoch)
+        if order.position >= len(batches):
+            order.epoch, order.position = order.epoch + 1, 0
+            batches = self._epoch_batches(order.epoch)
+        order.position += 1
+        return batches[order.position - 1]
+
+    # ---- one optimizer step -------------------------------------------------------------------
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        bad = (~torch.isfinite(value.detach())).float().reshape(1)
+        if self.acc.num_processes > 1:
+            bad = self.acc.reduce(bad, reduction="sum")  # every rank must take the same decision
+        return bool(bad.item() == 0)
+
+    def _micro_batches(self) -> Iterator[tuple[int, Any]]:
+        rng_salt = (self.state.step, self.acc.process_index)
+        for micro in range(self.config.grad_accum):
+            rng = np.random.default_rng([self.config.seed & 0xFFFFFFFF, *rng_salt, micro])
+            yield micro, self.train_data.batch(self._next_indices(), self.config.augment, rng)
+
+    def train_step(self) -> dict[str, float] | None:
+        """One optimizer step over ``grad_accum`` batches; None when skipped (non-finite loss/grad)."""
+        seed_everything(self.config.seed, self.state.step, self.acc.process_index)
+        totals = {"loss": 0.0, "lm_loss": 0.0, "ctc_loss": 0.0, "samples": 0.0}
+        accum = self.config.grad_accum
+        for micro, batch in self._micro_batches():
+            sync = contextlib.nullcontext() if micro == accum - 1 else self.acc.no_sync(self.model)
+            with sync:
+                with self.acc.autocast():
+                    out = self.model(batch.waveforms.to(self.acc.device), batch.lengths.to(self.acc.device),
+                                     self.raw_model.target_ids(batch.texts))
+                if not self._all_finite(out.loss):
+                    return self._skip_step()
+                self.acc.backward(out.loss / accum)
+            totals["loss"] += float(out.loss.detach()) / accum
+            totals["lm_loss"] += float(out.lm_loss.detach()) / accum
+            totals["ctc_loss"] += float(out.ctc_loss.detach()) / accum if out.ctc_loss is not None else 0.0
+            totals["samples"] += float(batch.lengths.sum())
+        return self._apply_update(totals)
+
+    def _apply_update(self, totals: dict[str, float]) -> dict[str, float] | None:
+        if self.config.clip is not None:
+            norm = self.acc.clip_grad_norm_(self._params, self.config.clip)
+        else:
+            norm = torch.norm(torch.stack([p.grad.detach().norm() for p in self._params if p.grad is not None]))
+        if not self._all_finite(torch.as_tensor(norm)):
+            return self._skip_step()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals["grad_norm"] = float(norm)
+        return totals
+
+    def _skip_step(self) -> None:
+        """Drop this step's gradients, count it, and stop when there have been too many."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # torch warns when no optimizer.step() came first: intended here
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()  # the step is consumed either way, so the schedule stays on time
+        self.state.bad_steps += 1
+        if self.state.bad_steps > self.config.max_bad_steps:
+            raise TrainingError(
+                f"stopped at step {self.state.step + 1}: {self.state.bad_steps} steps had a non-finite "
+                f"loss or gradient (max_bad_steps={self.config.max_bad_steps}); lower lr, use fp32/bf16, "
+                "or check the data"
+            )
+        return None
+
+    # ---- validation, checkpoints, resume ------------------------------------------------------
+    def run_validation(self) -> ValidationResult | None:
+        """Validate on the main process (others wait); keep the best model folder."""
+        if self.valid_data is None:
+            return None
+        result = None
+        if self.acc.is_main_process:
+            c = self.config
+            gen = GenerationConfig(tokens_per_second=c.decode_tokens_per_second, extra_tokens=c.decode_extra_tokens)
+            model = self.acc.unwrap_model(self.model)
+            result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
+                              c.eval_max_items, autocast=self.acc.autocast)
+            self._keep_best(result)
+        self.acc.wait_for_everyone()
+        return result
+
+    def _keep_best(self, result: ValidationResult) -> None:
+        value = result.metric(self.config.best_metric)
+        if self.state.best is not None and not value < self.state.best:
+            return
+        self.state.best, self.state.best_step = value, self.state.step
+        import tempfile
+
+        from nue_core.checkpoint import replace_folder
+
+        tmp = Path(tempfile.mkdtemp(prefix=".best.tmp-", dir=self.run_dir))
+        ckpt.write_model_folder(self.raw_model, self.acc.get_state_dict(self.model), tmp)
+        replace_folder(tmp, self.run_dir / "best")
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a resumable checkpoint (main process writes; every rank joins the state gather)."""
+        model_state = self.acc.get_state_dict(self.model)
+        path = None
+        if self.acc.is_main_process:
+            path = ckpt.save_checkpoint(
+                self.run_dir, self.state.step, self.raw_model, model_state, self.optimizer.state_dict(),
+                self.scheduler.state_dict(), self.state.to_dict(), self.config.keep_last,
+            )
+        self.acc.wait_for_everyone()
+        return path
+
+    def resume(self, folder: Path | None = None) -> bool:
+        """Load the latest (or the given) checkpoint of ``run_dir``; False when there is none."""
+        folder = folder or ckpt.latest_checkpoint(self.run_dir)
+        if folder is None:
+            return False
+        loaded = ckpt.load_checkpoint(folder)
+        missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(loaded["model"], strict=False)
+        if missing or unexpected:
+            raise TrainingError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]}); resume with the same MODEL_CONFIG")
+        self.optimizer.load_state_dict(loaded["optimizer"])
+        self.scheduler.load_state_dict(loaded["scheduler"])
+        self.state = TrainerState.from_dict(loaded["trainer"])
+        return True
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._stop_requested = True  # acted on after the current step, so the checkpoint is consistent
+
+    def _should_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.acc.device)
+        if self.acc.num_processes > 1:
+            flag = self.acc.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def fit(self) -> TrainResult:
+        """Train until ``total_steps`` (or SIGTERM: checkpoint and return ``stopped``)."""
+        log = MetricsLog(self.run_dir, self.config.tensorboard) if self.acc.is_main_process else None
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            status, last = self._loop(log)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if log is not None:
+                log.close()
+        final = self._save_final() if status == "finished" else None
+        best = self.run_dir / "best"
+        return TrainResult(status, self.state.step, self.state.bad_steps, final, best if best.is_dir() else None, last)
+
+    def _loop(self, log: MetricsLog | None) -> tuple[str, ValidationResult | None]:
+        c, last = self.config, None
+        show = c.progress and self.acc.is_main_process
+        with ProgressBar(self.total_steps, self.state.step, show) as bar:
+            window = _Window()
+            while self.state.step < self.total_steps:
+                stats = self.train_step()
+                self.state.step += 1
+                if stats is not None:
+                    window.add(stats, self.train_data.sample_rate)
+                    self.state.audio_seconds += stats["samples"] / self.train_data.sample_rate
+                lr = self.scheduler.get_last_lr()[0]
+                bar.update(self.state.step, window.loss(), lr, window.rate())
+                if log is not None and (self.state.step % c.log_every == 0 or self.state.step == self.total_steps):
+                    log.log("train", self.state.step, {**window.summary(), "lr": lr, "bad_steps": self.state.bad_steps})
+                    window = _Window()
+                if self.state.step % c.eval_every == 0 or self.state.step == self.total_steps:
+                    last = self._validate_and_log(log, bar)
+                if self._should_stop():
+                    self.save_checkpoint()
+                    bar.print(f"stopped by SIGTERM at step {self.state.step}; checkpoint written, continue with --resume")
+                    return "stopped", last
+                if self.state.step % c.save_every == 0 or self.state.step == self.total_steps:
+                    self.save_checkpoint()
+        return "finished", last
+
+    def _validate_and_log(self, log: MetricsLog | None, bar: ProgressBar) -> ValidationResult | None:
+        result = self.run_validation()
+        if result is not None and log is not None:
+            log.log("valid", self.state.step, {"loss": result.loss, "cer": result.cer, "wer": result.wer,
+                                               "items": result.items})
+            ref, hyp = result.examples[0] if result.examples else ("", "")
+            bar.print(f"step {self.state.step}: valid loss {result.loss:.3f}  CER {result.cer:.2%}  "
+                      f"WER {result.wer:.2%}  | ref: {ref!r} hyp: {hyp!r}")
+        return result
+
+    def _save_final(self) -> Path | None:
+        state = self.acc.get_state_dict(self.model)
+        final = self.run_dir / "final"
+        if self.acc.is_main_process:
+            import tempfile
+
+            from nue_core.checkpoint import replace_folder
+
+            tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=self.run_dir))
+            ckpt.write_model_folder(self.raw_model, state, tmp)
+            replace_folder(tmp, final)
+        self.acc.wait_for_everyone()
+        return final
+
+
+class _Window:
+    """Running means of the training losses and the audio throughput since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.samples = 0.0
+        self.start = time.perf_counter()
+        self.rate_hz = 16000
+
+    def add(self, stats: dict[str, float], sample_rate: int) -> None:
+        for key in ("loss", "lm_loss", "ctc_loss", "grad_norm"):
+            self.sums[key] = self.sums.get(key, 0.0) + stats.get(key, 0.0)
+        self.count += 1
+        self.samples += stats["samples"]
+        self.rate_hz = sample_rate
+
+    def loss(self) -> float:
+        return self.sums.get("loss", float("nan")) / max(self.count, 1)
+
+    def rate(self) -> float:
+        """Audio seconds trained per wall second (this process)."""
+        return self.samples / self.rate_hz / max(time.perf_counter() - self.start, 1e-9)
+
+    def summary(self) -> dict[str, float]:
+        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        return {**means, "audio_seconds_per_second": self.rate()}
