@@ -171,6 +171,17 @@ class SpeechLM(nn.Module):
         search = beam_search if config.num_beams > 1 or config.force_beam_search else greedy
         return search(self.decoder, packed, limits, config, self.tokenizer.eos_id)
 
+    def transcribe(self, inputs, **options):  # type: ignore[no-untyped-def]
+        """Transcripts of files, arrays or (array, rate) pairs, in input order.
+
+        A convenience over ``nue_core.inference.Transcriber(self, **options).transcribe(inputs)``
+        (options: batch_size, num_beams, generation, device, dtype, chunking); returns a list of
+        ``TranscriptionResult`` (text, seconds, elapsed, error).
+        """
+        from nue_core.inference import Transcriber
+
+        return Transcriber(self, **options).transcribe(inputs)
+
     def _ctc_loss(self, speech: BridgeOutput, tgt_ids: torch.Tensor, tgt_lens: torch.Tensor) -> torch.Tensor | None:
         if speech.ctc_logits is None or self.config.ctc_weight <= 0:
             return None

@@ -31,7 +31,8 @@ def main() -> None:
     """Console-script entry point: user errors print one clear message and exit with status 2."""
     _register_verbs()
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False returns typer.Exit's code instead of exiting: pass it on.
+        sys.exit(app(standalone_mode=False) or 0)
     except NueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)

@@ -197,3 +197,26 @@ def test_cli_export_and_merge_lora(tmp_path, released):
     assert load(tmp_path / "rel").config.decoder.lora is None
     res = subprocess.run([*nue, "export", str(tmp_path / "merged"), "--format", "onnx", "-o", str(tmp_path / "x")], capture_output=True, text=True, env=env)
     assert res.returncode == 2 and "unknown export format 'onnx'" in res.stderr
+
+
+def test_nue_transcribe_runs_a_released_folder(tmp_path, released):
+    import json
+
+    import soundfile as sf
+
+    wave, lens = make_audio(SECONDS, seed=5)
+    paths = []
+    for i in range(len(SECONDS)):
+        paths.append(tmp_path / f"clip{i}.wav")
+        sf.write(str(paths[-1]), wave[i, : lens[i]].numpy(), 16000, subtype="FLOAT")
+    nue = [sys.executable, "-c", "from nue_core.cli import main; main()"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "out.jsonl"
+    res = subprocess.run([*nue, "transcribe", str(released), *map(str, paths), "-o", str(out), "--batch-size", "2",
+                          "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    model = load(released)
+    parts = _reference_parts(released)
+    expected = [model.tokenizer.decode(_reference_greedy(parts, wave[i, : lens[i]])) for i in range(len(SECONDS))]
+    assert [r["text"] for r in rows] == expected

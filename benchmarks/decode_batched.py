@@ -1,0 +1,88 @@
+"""Batched + KV-cache decoding vs the released code's one-at-a-time path, on the same model.
+
+Prints the throughput ratio (one-at-a-time time / batched time) and whether the transcripts are
+identical (token ids, greedy, no repetition guard, since the released code had none).
+
+    python benchmarks/decode_batched.py                 # tiny recipe model, 64 FSDD utterances
+    python benchmarks/decode_batched.py --paper         # + paper-size random-weight model
+    python benchmarks/decode_batched.py --smoke         # seconds: random tiny model, 8 utterances
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import decode_common as common  # noqa: E402
+
+from nue_core.generation import GenerationConfig  # noqa: E402
+
+
+def compare(model, audio, batch_size: int, max_new_tokens: int | None = None) -> dict:
+    """Decode ``audio`` both ways; returns times, ratio, identical flag and token agreement."""
+    cfg = GenerationConfig(repetition_limit=0, max_new_tokens=max_new_tokens)
+    order = sorted(range(len(audio)), key=lambda i: -len(audio[i]))  # batches of similar length
+
+    def batched() -> list[list[int]]:
+        out: list[list[int]] = [[] for _ in audio]
+        for k in range(0, len(order), batch_size):
+            idx = order[k : k + batch_size]
+            waves, lengths = common.batch([audio[i] for i in idx])
+            for i, ids in zip(idx, model.generate(waves.to(next(model.parameters()).dtype), lengths, cfg)):
+                out[i] = ids
+        return out
+
+    ref, t_ref = common.timed(lambda: [common.reference_decode(model, a, max_new_tokens) for a in audio])
+    new, t_new = common.timed(batched)
+    tokens = sum(len(x) for x in new)
+    return {"utterances": len(audio), "batch_size": batch_size, "reference_s": t_ref, "batched_s": t_new,
+            "ratio": t_ref / t_new, "identical": ref == new, "agreement": common.agreement(ref, new),
+            "tokens": tokens, "audio_s": sum(len(a) for a in audio) / common.SR}
+
+
+def report(name: str, r: dict) -> None:
+    print(f"[{name}] {r['utterances']} utterances ({r['audio_s']:.1f} s audio, {r['tokens']} tokens): "
+          f"one-at-a-time {r['reference_s']:.2f} s, batch {r['batch_size']} {r['batched_s']:.2f} s -> "
+          f"throughput ratio {r['ratio']:.1f}x; transcripts identical: {r['identical']} "
+          f"(token agreement {100 * r['agreement']:.1f} %)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--utterances", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--paper", action="store_true", help="also the paper-size random-weight model")
+    parser.add_argument("--paper-utterances", type=int, default=4)
+    parser.add_argument("--paper-tokens", type=int, default=4, help="tokens per utterance on the paper model")
+    parser.add_argument("--paper-layers", type=int, default=36)
+    parser.add_argument("--only-paper", action="store_true", help="skip the tiny model")
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, few utterances (CI)")
+    args = parser.parse_args(argv)
+    torch.set_grad_enabled(False)
+    n = 8 if args.smoke else args.utterances
+    results = {}
+    print(f"threads: {torch.get_num_threads()}")
+    if not args.only_paper:
+        with torch.enable_grad():
+            model, desc = common.tiny_model(args.smoke, args.train_steps)
+        audio, _ = common.clips(n, seed=123)
+        print(f"model: {desc}")
+        results["tiny"] = compare(model, audio, min(args.batch_size, n), max_new_tokens=6 if args.smoke else None)
+        report("tiny", results["tiny"])
+    if args.paper:
+        big = common.paper_model(args.paper_layers)
+        if big is not None:
+            audio, _ = common.clips(args.paper_utterances, seed=7)
+            size = min(args.batch_size, args.paper_utterances)
+            results["paper"] = compare(big, audio, size, max_new_tokens=args.paper_tokens)
+            report("paper-size, random weights, float32", results["paper"])
+    return results
+
+
+if __name__ == "__main__":
+    main()

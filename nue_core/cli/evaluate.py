@@ -1,0 +1,113 @@
+"""``nue evaluate MODEL MANIFEST``: CER / WER (jiwer) with language-aware normalisation, and speed.
+
+Writes ``results.jsonl`` (one line per utterance) and ``summary.json`` into ``--out DIR``. An
+utterance whose audio cannot be read is scored as an empty hypothesis (all deletions), named on
+stderr, and makes the exit status 1. Runs data-parallel under torchrun / accelerate launch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import typer
+
+from nue_core.cli import app
+from nue_core.errors import NueError
+
+
+@app.command()
+def evaluate(
+    model: str = typer.Argument(..., help="model folder, preset name, 'default', or a released Nue-ASR folder"),
+    manifest: Path = typer.Argument(..., help="JSONL manifest or Kaldi data folder with transcripts"),
+    language: str = typer.Option("auto", "--language", "-l", help="ja | en | none | auto (detect from references)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for results.jsonl and summary.json"),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
+    num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on a terminal"),
+) -> None:
+    """Score a model on a manifest: CER, WER, real-time factor."""
+    from nue_core.data.manifest import read_manifest
+    from nue_core.inference.runner import RunOptions, report_failures, run_transcription
+    from nue_core.metrics import resolve_language
+
+    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+        raise NueError(f"unknown --dtype '{dtype}'; choose float32, bfloat16 or float16")
+    entries = read_manifest(manifest, require_text=True)
+    if not entries:
+        raise NueError(f"{manifest}: no utterances")
+    try:
+        lang = resolve_language(language, [e.text for e in entries])
+    except ValueError as exc:
+        raise NueError(str(exc)) from None
+    start = time.perf_counter()
+    parts = out / "results.jsonl" if out else None
+    results = run_transcription(model, entries, RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens), parts)
+    if results is None:  # a data-parallel rank other than 0
+        return
+    wall = time.perf_counter() - start
+    summary = summarize([e.text for e in entries], results, lang, wall)
+    summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "batch_size": batch_size})
+    if out is not None:
+        write_outputs(out, entries, results, lang, summary)
+    _print_summary(summary)
+    failures = report_failures(results)
+    if failures:
+        typer.secho(f"{len(failures)} utterance(s) failed (scored as empty):", fg="red", err=True)
+        for line in failures:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(1)
+
+
+def summarize(references: Sequence[str], results: Sequence, language: str, wall_seconds: float) -> dict:
+    """Corpus scores and speed: cer, wer, edit counts, rtf (decode seconds per audio second)."""
+    from nue_core.metrics import error_rates
+
+    scores = error_rates(references, [r.text for r in results], language)
+    audio = sum(r.seconds for r in results)
+    busy = sum(r.elapsed for r in results)
+    scores.update({
+        "audio_seconds": audio,
+        "decode_seconds": busy,
+        "wall_seconds": wall_seconds,  # includes loading the model
+        "rtf": busy / audio if audio else None,
+        "failed": sum(not r.ok for r in results),
+    })
+    return scores
+
+
+def write_outputs(out: Path, entries: Sequence, results: Sequence, language: str, summary: dict) -> None:
+    """``out/results.jsonl`` (per utterance, with normalised-text error rates) and ``out/summary.json``."""
+    from nue_core.metrics import utterance_rates
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.jsonl", "w", encoding="utf-8") as handle:
+        for entry, res in zip(entries, results):
+            cer, wer = utterance_rates(entry.text, res.text, language)
+            row = {"id": entry.id, "audio": str(entry.audio), "ref": entry.text, "hyp": res.text, "cer": cer,
+                   "wer": wer, "seconds": res.seconds, "elapsed": res.elapsed, "error": res.error}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"nue evaluate ({summary['language']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("utterances", str(summary["utterances"])), ("failed", str(summary["failed"])),
+            ("CER", f"{100 * summary['cer']:.2f} %"), ("WER", f"{100 * summary['wer']:.2f} %"),
+            ("audio", f"{summary['audio_seconds']:.1f} s"),
+            ("RTF", "n/a" if summary["rtf"] is None else f"{summary['rtf']:.4f}")]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)

@@ -1,0 +1,69 @@
+"""``nue transcribe MODEL AUDIO... | --manifest M``: transcripts of files, folders or a manifest.
+
+Files that cannot be read are named on stderr and skipped; the others are transcribed; the exit
+status is 1 when any input failed. Runs data-parallel under torchrun / accelerate launch.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nue_core.cli import app
+from nue_core.errors import NueError
+
+
+@app.command()
+def transcribe(
+    model: str = typer.Argument(..., help="model folder, preset name, 'default', or a released Nue-ASR folder"),
+    audio: list[Path] = typer.Argument(None, help="audio files or folders (searched recursively)"),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="JSONL manifest or Kaldi data folder"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="write results here (default: stdout)"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | tsv | jsonl (default: from --output's suffix)"),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
+    num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on a terminal"),
+) -> None:
+    """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
+    from nue_core.data.manifest import read_manifest
+    from nue_core.inference.runner import RunOptions, report_failures, run_transcription
+    from nue_core.inference.sources import collect_audio
+    from nue_core.inference.writers import infer_format, write_line
+
+    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
+        raise NueError(f"unknown --dtype '{dtype}'; choose float32, bfloat16 or float16")
+    inputs: list = read_manifest(manifest, require_text=False) if manifest else []
+    inputs += collect_audio(audio or [])
+    if not inputs:
+        raise NueError("nothing to transcribe: give audio files, folders or --manifest (folders hold no audio?)")
+    try:
+        kind = infer_format(output, fmt, default="text" if len(inputs) == 1 and output is None else "tsv")
+    except ValueError as exc:
+        raise NueError(str(exc)) from None
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
+    results = run_transcription(model, inputs, options, output)
+    if results is None:  # a data-parallel rank other than 0: rank 0 writes and reports
+        return
+    handle = open(output, "w", encoding="utf-8") if output else sys.stdout
+    try:
+        for index, result in enumerate(results):
+            write_line(handle, result, kind, index if kind == "jsonl" else None)
+    finally:
+        if output:
+            handle.close()
+    failures = report_failures(results)
+    if failures:
+        typer.secho(f"{len(failures)} of {len(results)} input(s) failed:", fg="red", err=True)
+        for line in failures:
+            typer.echo(f"  {line}", err=True)
+        # SystemExit, not typer.Exit: main() runs the app with standalone_mode=False, where click
+        # returns an Exit's code instead of exiting with it.
+        raise typer.Exit(1)

@@ -1,0 +1,99 @@
+"""One transcription run as the CLI verbs do it: load the model, shard, decode, merge.
+
+``run_transcription`` is what ``nue transcribe`` and ``nue evaluate`` share: alone it transcribes
+every input; under torchrun / accelerate each process takes its shard and rank 0 returns all
+results in input order (see ``nue_core.inference.distributed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from nue_core.errors import NueError
+from nue_core.generation import GenerationConfig
+from nue_core.inference.distributed import (
+    barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
+)
+from nue_core.inference.sources import AudioInput
+from nue_core.inference.transcriber import Transcriber, TranscriptionResult
+
+
+@dataclass
+class RunOptions:
+    """Settings of a run (the CLI options)."""
+
+    batch_size: int = 16
+    num_beams: int = 1
+    device: str | None = None
+    dtype: str | None = None
+    progress: bool = True
+    max_new_tokens: int | None = None
+
+
+def pick_device(device: str | None, local_rank: int = 0) -> str:
+    """``device`` when given, else this process's GPU when there is one, else the CPU."""
+    if device:
+        return device
+    import torch
+
+    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+
+
+def run_transcription(
+    model_source: str, inputs: Sequence[AudioInput], options: RunOptions, parts_base: Path | None
+) -> list[TranscriptionResult] | None:
+    """Transcribe ``inputs`` with the model at ``model_source``.
+
+    Args:
+        model_source: model folder, preset, "default" or a folder a loader plugin recognises.
+        parts_base: data-parallel runs write ``<parts_base>.part-R-of-W.jsonl`` files (required
+            when WORLD_SIZE > 1).
+
+    Returns:
+        all results in input order; None on ranks other than 0 of a data-parallel run.
+    """
+    from nue_core.checkpoint import load
+
+    info = dist_info()
+    if info.world > 1 and parts_base is None:
+        raise NueError("a data-parallel run needs an output path: each process writes its part next to it")
+    device = pick_device(options.device, info.local_rank)
+    init_distributed(info, device)
+    try:
+        model = load(model_source)
+        generation = GenerationConfig(num_beams=options.num_beams, max_new_tokens=options.max_new_tokens)
+        transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
+                                  device=device, dtype=options.dtype)
+        mine = shard(inputs, info)
+        results = _with_progress(transcriber, [item for _, item in mine], options.progress and info.is_main)
+        if info.world == 1:
+            return results
+        assert parts_base is not None
+        write_part(part_path(parts_base, info), [(i, r) for (i, _), r in zip(mine, results)])
+        barrier()
+        return merge_parts(parts_base, info.world, len(inputs)) if info.is_main else None
+    finally:
+        finish_distributed()
+
+
+def _with_progress(transcriber: Transcriber, items: list[AudioInput], show: bool) -> list[TranscriptionResult]:
+    """All results; a rich progress bar on a terminal when there are several inputs."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not show or len(items) < 2 or not console.is_terminal:
+        return transcriber.transcribe(items)
+    columns = (TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("transcribe", total=len(items))
+        # Windows are smaller than the default so the bar moves while a long list is decoded.
+        transcriber.window = max(transcriber.batch_size * 4, 32)
+        return list(transcriber.stream(items, progress=lambda n: bar.advance(task, n)))
+
+
+def report_failures(results: Sequence[TranscriptionResult]) -> list[str]:
+    """One line per failed input (each names its file)."""
+    return [r.error or r.source for r in results if not r.ok]

@@ -1,0 +1,233 @@
+"""Transcriber: many inputs -> transcripts, batched by length, long clips chunked, failures per input.
+
+Inputs are read a window at a time (bounded memory for huge lists), cut into chunks when longer
+than the model's limit, sorted by length so each batch holds similar lengths (little padding, few
+steps wasted on finished items), decoded with ``SpeechLM.generate`` and returned in input order.
+A file that cannot be read, or an item that fails to decode, gets ``error`` set; the rest go on.
+Running out of memory halves the batch size and retries.
+
+Shape legend: b = batch, s = samples.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from nue_core.data.audio import AudioError
+from nue_core.generation import GenerationConfig
+from nue_core.inference.chunking import ChunkPlan, join_all, split_points
+from nue_core.inference.sources import AudioInput, describe, load_input
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class TranscriptionResult:
+    """The transcript of one input.
+
+    Attributes:
+        source: the file path, or ``<array N>`` for the N-th input when it was an array.
+        text: the transcript ('' when ``error`` is set).
+        seconds: duration of the audio (0 when it could not be read).
+        elapsed: wall seconds spent on this input: reading it plus its share of each batch it was
+            decoded in (the batch time split evenly over the batch's items).
+        error: why this input failed (naming the file), or None.
+        id: the manifest id when the input was a manifest entry.
+        chunks: number of chunks a long input was cut into (1 for clips within the limit).
+    """
+
+    source: str
+    text: str = ""
+    seconds: float = 0.0
+    elapsed: float = 0.0
+    error: str | None = None
+    id: str | None = None
+    chunks: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Segment:
+    """One chunk to decode; filled in by the batch loop."""
+
+    item: int
+    samples: np.ndarray  # (s,)
+    text: str = ""
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's OOM error on any device, or a RuntimeError saying 'out of memory'."""
+    oom = getattr(torch, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+@dataclass
+class Transcriber:
+    """Batched transcription with a SpeechLM.
+
+    Args:
+        model: the model; ``device``/``dtype`` move and cast it in place (as ``model.to`` does).
+        batch_size: chunks decoded together (halved automatically on out-of-memory).
+        generation: decoding settings (default: greedy with the released Nue-ASR limits).
+        num_beams: shortcut overriding ``generation.num_beams``.
+        device: e.g. "cpu", "cuda:0"; None keeps the model where it is.
+        dtype: "float32", "bfloat16", "float16" (or a torch dtype); None keeps the model's.
+        chunking: how to cut clips longer than ``model.config.max_audio_seconds``.
+        window: inputs read and sorted together (bounds memory on long lists).
+    """
+
+    model: torch.nn.Module
+    batch_size: int = 16
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    num_beams: int | None = None
+    device: str | torch.device | None = None
+    dtype: str | torch.dtype | None = None
+    chunking: ChunkPlan | None = None
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.num_beams is not None:
+            self.generation = replace(self.generation, num_beams=self.num_beams)
+        dtype = resolve_dtype(self.dtype)
+        if self.device is not None or dtype is not None:
+            self.model.to(device=self.device, dtype=dtype)
+        self.model.eval()
+        if self.chunking is None:
+            self.chunking = default_plan(float(self.model.config.max_audio_seconds))
+        self.window = self.window or max(256, 16 * self.batch_size)
+
+    def transcribe(self, inputs: Iterable[AudioInput]) -> list[TranscriptionResult]:
+        """Transcripts of ``inputs`` in input order (see ``stream``)."""
+        return list(self.stream(inputs))
+
+    def stream(
+        self, inputs: Iterable[AudioInput], progress: Callable[[int], None] | None = None
+    ) -> Iterator[TranscriptionResult]:
+        """Yield one result per input, in input order, a window of inputs at a time.
+
+        Args:
+            inputs: paths, manifest entries, arrays at the model's rate or (array, rate) pairs.
+            progress: called with the number of inputs finished after each window.
+        """
+        iterator, offset = iter(inputs), 0
+        while window := list(itertools.islice(iterator, self.window)):
+            yield from self._window(window, offset)
+            offset += len(window)
+            if progress is not None:
+                progress(len(window))
+
+    def _window(self, items: list[AudioInput], offset: int) -> list[TranscriptionResult]:
+        results, segments = [], []
+        for i, item in enumerate(items):
+            source, uid = describe(item, offset + i)
+            start = time.perf_counter()
+            try:
+                samples = load_input(item, self.model.sample_rate, source)
+                check_long_enough(self.model, samples.shape[0], source)
+            except AudioError as exc:
+                results.append(TranscriptionResult(source, error=str(exc), id=uid, elapsed=time.perf_counter() - start))
+                continue
+            bounds = split_points(samples, self.model.sample_rate, self.chunking)  # type: ignore[arg-type]
+            segments += [_Segment(i, samples[a:b]) for a, b in bounds]
+            seconds = samples.shape[0] / self.model.sample_rate
+            results.append(TranscriptionResult(source, seconds=seconds, id=uid, chunks=len(bounds),
+                                               elapsed=time.perf_counter() - start))
+        self._decode_all(segments)
+        by_item: dict[int, list[_Segment]] = {}
+        for seg in segments:  # appended in chunk order, so each list is in chunk order too
+            by_item.setdefault(seg.item, []).append(seg)
+        for i, result in enumerate(results):
+            mine = by_item.get(i)
+            if not mine:
+                continue
+            result.elapsed += sum(s.elapsed for s in mine)
+            errors = [s.error for s in mine if s.error]
+            if errors:
+                result.error = f"{result.source}: {errors[0]}"
+            else:
+                result.text = join_all([s.text for s in mine])
+        return results
+
+    def _decode_all(self, segments: list[_Segment]) -> None:
+        # Longest first: an out-of-memory error shows up on the first batch, not after hours.
+        order = sorted(range(len(segments)), key=lambda k: -segments[k].samples.shape[0])
+        pos = 0
+        while pos < len(order):
+            group = order[pos : pos + self.batch_size]
+            self._decode_group(segments, group)
+            pos += len(group)
+
+    def _decode_group(self, segments: list[_Segment], group: list[int]) -> None:
+        """Decode ``group`` as one batch; on failure split it (halves on OOM, singles otherwise)."""
+        start = time.perf_counter()
+        try:
+            texts = self.decode_arrays([segments[k].samples for k in group])
+        except Exception as exc:  # noqa: BLE001 - one bad item must not end the whole run
+            oom = is_out_of_memory(exc)
+            if oom and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if len(group) == 1:
+                segments[group[0]].error = f"decoding failed ({type(exc).__name__}: {exc})"
+                return
+            size = (len(group) + 1) // 2 if oom else 1
+            if oom:
+                self.batch_size = min(self.batch_size, size)
+                log.warning("out of memory at batch size %d; retrying with %d", len(group), size)
+            k = 0
+            while k < len(group):  # a deeper OOM may lower batch_size while this loop runs
+                step = min(size, self.batch_size)
+                self._decode_group(segments, group[k : k + step])
+                k += step
+            return
+        share = (time.perf_counter() - start) / len(group)
+        for k, text in zip(group, texts):
+            segments[k].text, segments[k].elapsed = text, share
+
+    @torch.inference_mode()
+    def decode_arrays(self, arrays: list[np.ndarray]) -> list[str]:
+        """Transcribe one batch of clips, each (s,) float32 at the model's rate and within its limit."""
+        lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
+        dtype = next(self.model.encoder.parameters()).dtype
+        waves = torch.zeros(len(arrays), int(lengths.max()), dtype=dtype)  # (b, s), right-padded
+        for i, a in enumerate(arrays):
+            waves[i, : a.shape[0]] = torch.from_numpy(a)
+        device = self.model.device
+        ids = self.model.generate(waves.to(device), lengths.to(device), self.generation)
+        return [self.model.tokenizer.decode(x).strip() for x in ids]
+
+
+def default_plan(max_seconds: float) -> ChunkPlan:
+    """Chunking for a model limit: cut within the last quarter (at most 4 s), overlap <= 0.5 s."""
+    return ChunkPlan(max_seconds=max_seconds, overlap_seconds=min(0.5, 0.05 * max_seconds),
+                     search_seconds=min(4.0, 0.25 * max_seconds))
+
+
+def check_long_enough(model: torch.nn.Module, samples: int, source: str) -> None:
+    """Raise AudioError when a clip is too short to give the LLM even one speech vector."""
+    frames = model.encoder.output_lengths(torch.tensor([samples]))
+    if int(model.bridge.output_lengths(frames)[0]) < 1:
+        raise AudioError(f"{source}: audio too short ({samples / model.sample_rate:.3f} s) for this model")

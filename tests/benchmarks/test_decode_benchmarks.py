@@ -1,0 +1,40 @@
+"""Each decode benchmark runs end to end in its --smoke mode (random tiny model, a few clips)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _main(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.slow
+def test_batched_vs_reference_smoke(capsys):
+    results = _main("decode_batched")(["--smoke"])
+    assert results["tiny"]["identical"]  # batched + KV cache gives the released path's tokens
+    assert "throughput ratio" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bridges_smoke():
+    results = _main("decode_bridges")(["--smoke"])
+    assert results["conv"]["vectors_per_s"] > 0 and results["ctc-compress"]["vectors_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_dtype_smoke():
+    results = _main("decode_dtype")(["--smoke"])
+    assert results["tiny"]["float32_s"] > 0 and 0 <= results["tiny"]["agreement"] <= 1
+
+
+@pytest.mark.slow
+def test_flops_smoke():
+    results = _main("decode_flops")(["--smoke"])
+    assert results["tiny"]["gflop_per_audio_s"] > 0 and results["tiny"]["bound_rtf"] > 0
