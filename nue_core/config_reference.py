@@ -58,7 +58,7 @@ def first_party_plugins() -> PluginSet:
     """The plugins shipped with nue-asr only (third-party ones installed beside it are left out)."""
     import importlib
 
-    names = ("nue_hf", "nue_bridges", "nue_s3prl")
+    names = ("nue_hf", "nue_bridges", "nue_s3prl", "nue_fbank")
     return load_plugins(plugins=[(n, importlib.import_module(f"{n}.plugin")) for n in names])
 
 

@@ -1,0 +1,11 @@
+"""Entry point of the nue_fbank plugin (group ``nue``)."""
+
+from nue_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    from nue_fbank.encoder import FbankEncoderOptions, FbankTransformerEncoder
+
+    register("fbank-transformer", FbankTransformerEncoder.from_options, options=FbankEncoderOptions,
+             aliases=("fbank", "logmel"))
