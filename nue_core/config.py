@@ -67,6 +67,20 @@ class PromptSpec(BaseModel):
     postfix: str = Field("", description="text between the speech vectors and the transcript")
 
 
+class DecodeSpec(BaseModel):
+    """The model's own decoding defaults (a run may still override them).
+
+    Defaults are the released Nue-ASR's: at least 2 new tokens, at most
+    ``int(tokens_per_second * seconds + extra_tokens + 0.5)``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_new_tokens: int = Field(2, ge=0, description="eos is not allowed before this many tokens")
+    tokens_per_second: float = Field(4.0, gt=0, description="max new tokens per second of audio")
+    extra_tokens: int = Field(20, ge=0, description="max new tokens added to every clip")
+
+
 class ModelConfig(BaseModel):
     """A whole speech LM."""
 
@@ -78,6 +92,7 @@ class ModelConfig(BaseModel):
     prompt: PromptSpec = Field(default_factory=PromptSpec)
     ctc_weight: float = Field(0.0, ge=0.0, description="weight of the bridge's CTC loss (0 = off)")
     max_audio_seconds: float = Field(16.0, gt=0, description="longest clip the model is meant for")
+    decode: DecodeSpec = Field(default_factory=DecodeSpec, description="decoding defaults (min/max new tokens)")
 
     @field_validator("encoder", "bridge", "decoder", mode="before")
     @classmethod
@@ -134,7 +149,7 @@ def register_options_model(model: type[BaseModel]) -> None:
 
 
 def _allowed_fields(title: str, loc: tuple[Any, ...]) -> list[str]:
-    model = _MODELS.get(title) or {m.__name__: m for m in (ModelConfig, PromptSpec, LoraSpec)}.get(title)
+    model = _MODELS.get(title) or {m.__name__: m for m in (ModelConfig, PromptSpec, LoraSpec, DecodeSpec)}.get(title)
     if model is None:
         return []
     # Walk down nested models along the error location (all but the offending key).

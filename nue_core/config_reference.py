@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from nue_core.config import ComponentSpec, LoraSpec, ModelConfig, PromptSpec
+from nue_core.config import ComponentSpec, DecodeSpec, LoraSpec, ModelConfig, PromptSpec
 from nue_core.plugins import PluginSet, load_plugins
 from nue_core.registry import KINDS
 
@@ -67,7 +67,8 @@ def render(plugins: PluginSet | None = None) -> str:
     plugins = plugins or first_party_plugins()
     parts = [HEADER]
     for title, model in (("Model (`ModelConfig`)", ModelConfig), ("Every part (`ComponentSpec`)", ComponentSpec),
-                         ("`prompt` (`PromptSpec`)", PromptSpec), ("`lora` (`LoraSpec`)", LoraSpec)):
+                         ("`prompt` (`PromptSpec`)", PromptSpec), ("`lora` (`LoraSpec`)", LoraSpec),
+                         ("`decode` (`DecodeSpec`)", DecodeSpec)):
         parts.append(f"## {title}\n\n{model_table(model)}\n")
     for kind in KINDS:
         parts.append(f"## {kind.capitalize()}s\n")

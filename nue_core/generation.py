@@ -38,6 +38,15 @@ class GenerationConfig:
     length_penalty: float = 1.0
     force_beam_search: bool = False  # run the beam code path even with one beam (tests, comparisons)
 
+    @classmethod
+    def for_model(cls, model_config, **overrides) -> "GenerationConfig":  # type: ignore[no-untyped-def]
+        """The model config's decoding defaults (``decode:``), with explicit overrides on top."""
+        decode = model_config.decode
+        values = {"min_new_tokens": decode.min_new_tokens, "tokens_per_second": decode.tokens_per_second,
+                  "extra_tokens": decode.extra_tokens}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
     def token_limits(self, seconds: torch.Tensor) -> torch.Tensor:
         """(b,) audio seconds -> (b,) max new tokens per item."""
         if self.max_new_tokens is not None:

@@ -7,7 +7,7 @@ d = LLM width, v = vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,9 @@ from torch import nn
 from nue_core.config import ModelConfig
 from nue_core.prompt import PackedSequence, pack_segments, pad_ids
 from nue_core.protocols import Bridge, BridgeOutput, Decoder, Encoder
+
+if TYPE_CHECKING:  # imported lazily at run time: generation is not needed to build or train
+    from nue_core.generation import GenerationConfig
 
 
 @dataclass
@@ -151,18 +154,18 @@ class SpeechLM(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, waveforms: torch.Tensor, lengths: torch.Tensor, config: "GenerationConfig | None" = None
+        self, waveforms: torch.Tensor, lengths: torch.Tensor, config: GenerationConfig | None = None
     ) -> list[list[int]]:
         """Transcript token ids (eos removed) for each item of a batch.
 
         Args:
             waveforms: (b, s) float audio at ``sample_rate``, right-padded.
             lengths: (b,) valid samples per item; also sets each item's max_new_tokens.
-            config: decoding settings (default: greedy, limits as the released Nue-ASR).
+            config: decoding settings (default: greedy with the model config's ``decode`` limits).
         """
         from nue_core.generation import GenerationConfig, beam_search, greedy
 
-        config = config or GenerationConfig()
+        config = config or GenerationConfig.for_model(self.config)
         if self.tokenizer is None:
             raise RuntimeError("this model has no tokenizer (it was composed only to be described)")
         speech = self.encode_speech(waveforms, lengths)

@@ -63,7 +63,7 @@ def run_transcription(
     init_distributed(info, device)
     try:
         model = load(model_source)
-        generation = GenerationConfig(num_beams=options.num_beams, max_new_tokens=options.max_new_tokens)
+        generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens)
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
                                   device=device, dtype=options.dtype)
         mine = shard(inputs, info)

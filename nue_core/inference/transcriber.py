@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -100,7 +100,7 @@ class Transcriber:
 
     model: torch.nn.Module
     batch_size: int = 16
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    generation: GenerationConfig | None = None  # None: the model config's decode settings
     num_beams: int | None = None
     device: str | torch.device | None = None
     dtype: str | torch.dtype | None = None
@@ -110,6 +110,8 @@ class Transcriber:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.generation is None:
+            self.generation = GenerationConfig.for_model(self.model.config)
         if self.num_beams is not None:
             self.generation = replace(self.generation, num_beams=self.num_beams)
         dtype = resolve_dtype(self.dtype)

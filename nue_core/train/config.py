@@ -49,8 +49,12 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(500, gt=0, description="validate every N optimizer steps (and at the end)")
     eval_batch_seconds: float | None = Field(None, gt=0, description="batch bound for validation (default batch_seconds)")
     eval_max_items: int | None = Field(None, gt=0, description="decode at most this many validation items")
-    decode_tokens_per_second: float = Field(4.0, gt=0, description="validation max_new_tokens per audio second")
-    decode_extra_tokens: int = Field(20, ge=0, description="validation max_new_tokens added per item")
+    decode_tokens_per_second: float | None = Field(
+        None, gt=0, description="validation max_new_tokens per audio second (default: the model's decode settings)"
+    )
+    decode_extra_tokens: int | None = Field(
+        None, ge=0, description="validation max_new_tokens added per item (default: the model's decode settings)"
+    )
     best_metric: Literal["cer", "wer", "loss"] = Field("cer", description="validation metric that picks the best model")
     save_every: int = Field(500, gt=0, description="write a resumable checkpoint every N optimizer steps")
     keep_last: int = Field(2, ge=1, description="resumable checkpoints kept (older ones are deleted)")

@@ -225,7 +225,8 @@ class Trainer:
         result = None
         if self.acc.is_main_process:
             c = self.config
-            gen = GenerationConfig(tokens_per_second=c.decode_tokens_per_second, extra_tokens=c.decode_extra_tokens)
+            gen = GenerationConfig.for_model(self.raw_model.config, tokens_per_second=c.decode_tokens_per_second,
+                                             extra_tokens=c.decode_extra_tokens)
             model = self.acc.unwrap_model(self.model)
             result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
                               c.eval_max_items, autocast=self.acc.autocast)

@@ -75,3 +75,13 @@ def test_repetition_guard():
     assert is_looping([9] + [4, 5] * 3, limit=3)
     assert not is_looping([4, 5] * 2 + [6], limit=3)
     assert not is_looping([1] * 10, limit=0)
+
+
+def test_model_config_decode_settings_are_the_default():
+    cfg = tiny_config(decode={"min_new_tokens": 0, "tokens_per_second": 1.0, "extra_tokens": 2})
+    model = compose(cfg).eval()
+    gen = GenerationConfig.for_model(model.config)
+    assert (gen.min_new_tokens, gen.tokens_per_second, gen.extra_tokens) == (0, 1.0, 2)
+    assert GenerationConfig.for_model(model.config, num_beams=3, max_new_tokens=None).num_beams == 3
+    wave, lens = make_audio([1.0])
+    assert len(model.generate(wave, lens)[0]) <= int(1.0 * 1.0 + 2 + 0.5)
