@@ -77,7 +77,7 @@ class FbankTransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(options.dropout)
         layer = nn.TransformerEncoderLayer(options.hidden_size, options.num_heads, options.ffn_size, options.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, options.num_layers, enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(layer, max(options.num_layers, 1), enable_nested_tensor=False) if options.num_layers else nn.Identity()
         self.final_norm = nn.LayerNorm(options.hidden_size)
         self.output_dim: int = options.hidden_size
         self.sample_rate: int = options.sample_rate
@@ -106,11 +106,15 @@ class FbankTransformerEncoder(nn.Module):
             return EncoderOutput(feats.new_zeros(feats.shape[0], 0, self.output_dim), out_lengths)
         x = self.subsample(feats[:, None].to(self.proj.weight.dtype))  # (b, c, t, m')
         x = self.proj(x.permute(0, 2, 1, 3).flatten(2))  # (b, t, d)
-        x = self.dropout(x + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype))
+        # Scale the features up before adding positions (as in the original Transformer and ESPnet):
+        # otherwise the unit-amplitude sinusoids drown the small projected features at init.
+        x = self.dropout(x * math.sqrt(self.output_dim) + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype))
         mask = valid_mask(out_lengths, x.shape[1])  # (b, t)
         # An item with no frame would make every key masked (NaN); let it attend to position 0.
         pad = ~(mask | (out_lengths == 0)[:, None] & (torch.arange(x.shape[1], device=x.device) == 0)[None])
-        x = self.final_norm(self.transformer(x, src_key_padding_mask=pad))
+        if self.options.num_layers:  # nn.TransformerEncoder cannot hold zero layers
+            x = self.transformer(x, src_key_padding_mask=pad)
+        x = self.final_norm(x)
         return EncoderOutput(x * mask[..., None].to(x.dtype), out_lengths)
 
     def export_options(self, folder: Path) -> dict[str, Any]:

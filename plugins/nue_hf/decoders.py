@@ -168,9 +168,9 @@ class HFCausalLMDecoder(nn.Module):
             use_cache=caching,
             **{self._cache_kwarg: cache},
         )
-        new_cache = getattr(out, "cache", None)
-        if new_cache is None:
-            new_cache = getattr(out, "past_key_values", None)
+        # Read the output as a mapping: the `past_key_values` attribute of 5.x outputs is a
+        # deprecated alias that logs a warning on every access.
+        new_cache = out.get("cache", out.get("past_key_values"))
         return DecoderOutput(logits=out.logits, cache=new_cache if caching else None)
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
