@@ -52,6 +52,12 @@ def report(name: str, r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # no_grad for the whole run, restored afterwards (tests call main() in-process).
+    with torch.no_grad():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--utterances", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -63,7 +69,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only-paper", action="store_true", help="skip the tiny model")
     parser.add_argument("--smoke", action="store_true", help="tiny random model, few utterances (CI)")
     args = parser.parse_args(argv)
-    torch.set_grad_enabled(False)
     n = 8 if args.smoke else args.utterances
     results = {}
     print(f"threads: {torch.get_num_threads()}")

@@ -59,8 +59,21 @@ def save_state_dict(state: dict[str, torch.Tensor], path: Path, metadata: dict[s
     save_file(tensors, str(path), metadata=metadata or {"format": "pt"})
 
 
+def _apply_umask(folder: Path) -> None:
+    """Give a finished temporary folder the permissions a plain mkdir/open would have.
+
+    mkdtemp creates 0700 folders and safetensors writes 0600 files; a model folder is meant to be
+    shared (and shipped inside the package), so the usual umask-derived modes are restored.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def replace_folder(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first and removed after."""
+    _apply_umask(src)
     old = None
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")

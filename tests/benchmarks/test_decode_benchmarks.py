@@ -38,3 +38,9 @@ def test_dtype_smoke():
 def test_flops_smoke():
     results = _main("decode_flops")(["--smoke"])
     assert results["tiny"]["gflop_per_audio_s"] > 0 and results["tiny"]["bound_rtf"] > 0
+
+
+def test_benchmarks_leave_autograd_on():
+    import torch
+
+    assert torch.is_grad_enabled()  # a benchmark run in-process must not switch gradients off for others
