@@ -18,7 +18,7 @@ from nue_core.errors import NueError
 
 @app.command()
 def transcribe(
-    model: str = typer.Argument(..., help="model folder, preset name, 'default', or a released Nue-ASR folder"),
+    model: str = typer.Argument(..., help="model folder, preset, 'default' (the embedded model; alone it transcribes its example recordings), or a released Nue-ASR folder"),
     audio: list[Path] = typer.Argument(None, help="audio files or folders (searched recursively)"),
     manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="JSONL manifest or Kaldi data folder"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write results here (default: stdout)"),
@@ -33,6 +33,7 @@ def transcribe(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on a terminal"),
 ) -> None:
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
+    from nue_core.checkpoint import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
     from nue_core.data.manifest import read_manifest
     from nue_core.inference.runner import RunOptions, report_failures, run_transcription
     from nue_core.inference.sources import collect_audio
@@ -42,6 +43,9 @@ def transcribe(
         raise NueError(f"unknown --dtype '{dtype}'; choose float32, bfloat16 or float16")
     inputs: list = read_manifest(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
+    if not inputs and model == DEFAULT_MODEL_NAME and not manifest:
+        # `nue transcribe default`: the embedded model on its own example recordings.
+        inputs = collect_audio([DEFAULT_MODEL_DIR / "examples"])
     if not inputs:
         raise NueError("nothing to transcribe: give audio files, folders or --manifest (folders hold no audio?)")
     try:
@@ -64,6 +68,4 @@ def transcribe(
         typer.secho(f"{len(failures)} of {len(results)} input(s) failed:", fg="red", err=True)
         for line in failures:
             typer.echo(f"  {line}", err=True)
-        # SystemExit, not typer.Exit: main() runs the app with standalone_mode=False, where click
-        # returns an Exit's code instead of exiting with it.
         raise typer.Exit(1)

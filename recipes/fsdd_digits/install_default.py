@@ -37,8 +37,9 @@ A tiny English connected-digit recogniser ("zero" ... "nine"), trained from scra
 `python recipes/fsdd_digits/run.py --install-default` on three FSDD speakers. It exists so that
 `nue transcribe` works right after install, with no download; it knows only the ten digit words.
 
-- Architecture: see `nue.yaml` (HuBERT-style encoder from scratch, conv bridge with CTC head,
-  2-layer GPT-NeoX, word-level sentencepiece vocabulary); {params:.2f}M parameters, float16 weights.
+- Architecture: see `nue.yaml` (log-mel + 4-layer Transformer encoder trained from scratch,
+  CTC-compress bridge: one prompt vector per recognised word, 2-layer GPT-NeoX, word-level
+  sentencepiece vocabulary); {params:.2f}M parameters, stored as float16 (loaded into float32).
 - Held-out speaker `{speaker}` ({items} utterances of 1-5 digits): WER {wer:.2%}, CER {cer:.2%}.
 - Training data: Free Spoken Digit Dataset, Zohar Jackson et al., CC BY-SA 4.0 (commit {commit}).
 - Example recordings: `examples/` (see its README for attribution).

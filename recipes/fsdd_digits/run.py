@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override key=value (model.KEY=value: model config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     p.add_argument("--install-default", action="store_true", help="copy the model to nue_core/default_model")
+    p.add_argument("--prepare", action="store_true", help="only build the data, tokenizer and model.yaml (e.g. for ablation.yaml)")
     return p.parse_args(argv)
 
 
@@ -59,7 +60,7 @@ def test(model_dir: Path, manifest: Path) -> dict[str, float]:
 
     model = load_model_folder(model_dir)
     data_set, _ = UtteranceSet.from_manifest(manifest, model.sample_rate, 16.0, skip_bad=False)
-    result = validate(model, data_set, 60.0, GenerationConfig(tokens_per_second=4.0, extra_tokens=4))
+    result = validate(model, data_set, 60.0, GenerationConfig.for_model(model.config))
     return {"cer": result.cer, "wer": result.wer, "items": result.items, "examples": result.examples}
 
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     manifests, model_yaml = prepare(args)
+    if args.prepare:
+        print(f"prepared {args.work}: data, tokenizer and model.yaml")
+        return
     settings, model_overrides = TrainConfig.load(HERE / "train.yaml").model_dump(), {}
     for text in args.overrides:
         key, value = parse_override(text)
