@@ -99,3 +99,18 @@ def test_data_parallel_two_cpu_processes_match_single(model_dir, audio_dir, tmp_
     texts = lambda p: [(json.loads(x)["source"], json.loads(x)["text"]) for x in p.read_text().splitlines()]
     assert texts(dual) == texts(single)
     assert not list(tmp_path.glob("dual.jsonl.part-*"))  # parts merged and removed
+
+
+def test_embedded_default_transcribes_its_examples():
+    """README's main job after install: `nue transcribe default` (no download, real speech)."""
+    import os
+    import subprocess
+    import sys
+
+    digits = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    res = subprocess.run([sys.executable, "-c", "from nue_core.cli import main; main()", "transcribe", "default"],
+                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    lines = [line.split("\t") for line in res.stdout.strip().splitlines()]
+    assert len(lines) == 3 and all(path.endswith(".wav") for path, _ in lines)
+    assert all(text.split() and set(text.split()) <= digits for _, text in lines)
