@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nue_core.composer import compose, export_config
-from nue_core.config import ModelConfig
+from nue_core.config import ModelConfig, read_yaml_mapping
 from nue_core.errors import CheckpointError
 from nue_core.model import SpeechLM
 from nue_core.plugins import PluginSet, get_plugins
@@ -139,11 +139,9 @@ def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path) -> Path:
 
 def load_adapter_folder(folder: Path, plugins: PluginSet | None = None, **kwargs: Any) -> SpeechLM:
     """Base model + adapter from a folder written by ``save_adapter``."""
-    import yaml
-
     from nue_core.trainability import reconfigure
 
-    meta = yaml.safe_load((folder / ADAPTER_CONFIG).read_text(encoding="utf-8")) or {}
+    meta = read_yaml_mapping(folder / ADAPTER_CONFIG, "adapter config", "a mapping with 'base' and 'config'")
     if "base" not in meta or "config" not in meta:
         raise CheckpointError(f"{folder / ADAPTER_CONFIG}: needs 'base' and 'config'")
     model = load(meta["base"], plugins=plugins, **kwargs)

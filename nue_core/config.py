@@ -115,16 +115,30 @@ class ModelConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path | str) -> "ModelConfig":
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with encoder/bridge/decoder keys")
+        data = read_yaml_mapping(path, "config", "a mapping with encoder/bridge/decoder keys")
         return cls.from_dict(data, source=str(path))
+
+
+def read_yaml_mapping(path: Path | str, what: str, expected: str, empty: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The mapping a YAML file holds; every problem is a ConfigError naming the file.
+
+    Args:
+        what: the kind of file, for "no such <what> file".
+        expected: what the file must hold, for "expected <expected>".
+        empty: what an empty file means (None: an empty file is an error).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such {what} file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None and empty is not None:
+        data = dict(empty)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return data
 
 
 def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:

@@ -14,9 +14,9 @@ from types import ModuleType
 from typing import Any, Callable, Iterable
 
 import pluggy
-import yaml
 
 from nue_core import hookspecs
+from nue_core.config import read_yaml_mapping
 from nue_core.errors import ConfigError, NueError
 from nue_core.registry import KINDS, ComponentEntry, NoOptions, Registry
 
@@ -223,10 +223,7 @@ def default_registry_file() -> Path:
 
 def apply_registry_file(plugin_set: PluginSet, path: Path) -> None:
     """Merge aliases, component defaults, architectures and presets from one YAML file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read registry file: {exc}") from None
+    data = read_yaml_mapping(path, "registry", "a mapping of aliases, architectures, checkpoints, defaults, presets", empty={})
     unknown = set(data) - {"aliases", "defaults", "architectures", "presets", "checkpoints"}
     if unknown:
         raise ConfigError(

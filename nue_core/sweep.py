@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nue_core.config import ModelConfig, format_validation_error
+from nue_core.config import ModelConfig, format_validation_error, read_yaml_mapping
 from nue_core.errors import ConfigError
 from nue_core.overrides import set_dotted
 
@@ -94,12 +94,7 @@ def base_source(sweep: Sweep, root: Path) -> str | None:
 def load_sweep(path: Path | str) -> tuple[Sweep, Path]:
     """Read and validate a sweep file; returns it and the folder its relative paths start from."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such sweep file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml_mapping(path, "sweep", "a sweep mapping (base, data, axes or variants)")
     try:
         return Sweep.model_validate(data), path.resolve().parent
     except ValidationError as exc:

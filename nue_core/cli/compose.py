@@ -64,11 +64,9 @@ def _base_config(preset: Optional[str], config: Optional[Path]) -> dict[str, Any
             raise ConfigError(f"unknown preset '{preset}'; presets: {', '.join(sorted(presets))}")
         return dict(presets[preset])
     if config:
-        import yaml
+        from nue_core.config import read_yaml_mapping
 
-        if not config.is_file():
-            raise ConfigError(f"{config}: no such config file")
-        return dict(yaml.safe_load(config.read_text(encoding="utf-8")) or {})
+        return read_yaml_mapping(config, "config", "a mapping with encoder/bridge/decoder keys", empty={})
     return dict(DEFAULT_PARTS)
 
 

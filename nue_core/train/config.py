@@ -8,7 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nue_core.config import format_validation_error, register_options_model
+from nue_core.config import format_validation_error, read_yaml_mapping, register_options_model
 from nue_core.data.augment import AugmentConfig
 from nue_core.errors import ConfigError
 
@@ -79,15 +79,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path | str) -> "TrainConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such train config file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of train settings")
+        data = read_yaml_mapping(path, "train config", "a mapping of train settings", empty={})
         return cls.from_dict(data, source=str(path))
 
     def to_yaml(self) -> str:
