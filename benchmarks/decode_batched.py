@@ -10,7 +10,6 @@ identical (token ids, greedy, no repetition guard, since the released code had n
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -58,16 +57,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _run(argv: list[str] | None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utterances", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--paper", action="store_true", help="also the paper-size random-weight model")
+    parser = common.bench_parser(__doc__)
     parser.add_argument("--paper-utterances", type=int, default=4)
     parser.add_argument("--paper-tokens", type=int, default=4, help="tokens per utterance on the paper model")
-    parser.add_argument("--paper-layers", type=int, default=36)
     parser.add_argument("--only-paper", action="store_true", help="skip the tiny model")
-    parser.add_argument("--smoke", action="store_true", help="tiny random model, few utterances (CI)")
     args = parser.parse_args(argv)
     n = 8 if args.smoke else args.utterances
     results = {}

@@ -10,7 +10,6 @@ and the speed at the prompt length it happens to give are meaningful there.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -67,13 +66,7 @@ def swap_bridge(model, name: str, options: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utterances", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--paper", action="store_true")
-    parser.add_argument("--paper-layers", type=int, default=36)
-    parser.add_argument("--smoke", action="store_true")
+    parser = common.bench_parser(__doc__)
     args = parser.parse_args(argv)
     n = 8 if args.smoke else args.utterances
     audio, _ = common.clips(n, seed=321)

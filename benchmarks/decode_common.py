@@ -12,6 +12,7 @@ Models:
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from pathlib import Path
@@ -181,3 +182,15 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> f
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+def bench_parser(description: str | None, utterances: int = 64) -> argparse.ArgumentParser:
+    """The options every decode benchmark takes (scripts add their own on top)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--utterances", type=int, default=utterances)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--paper", action="store_true", help="also the paper-size random-weight model")
+    parser.add_argument("--paper-layers", type=int, default=36)
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, few utterances (CI)")
+    return parser

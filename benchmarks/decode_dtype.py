@@ -8,7 +8,6 @@ matrix-product speed of both dtypes on this machine (bfloat16 gains most where t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -46,13 +45,7 @@ def report(name: str, r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utterances", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--paper", action="store_true")
-    parser.add_argument("--paper-layers", type=int, default=36)
-    parser.add_argument("--smoke", action="store_true")
+    parser = common.bench_parser(__doc__)
     args = parser.parse_args(argv)
     size = 512 if args.smoke else 2048
     peaks = {d: common.matmul_peak(getattr(torch, d), size, 0.2 if args.smoke else 1.0) for d in ("float32", "bfloat16")}

@@ -10,7 +10,6 @@ RTF says how far decoding is from the compute limit (at batch 1 it is bound by r
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -68,13 +67,7 @@ def report(name: str, r: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utterances", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--paper", action="store_true")
-    parser.add_argument("--paper-layers", type=int, default=36)
-    parser.add_argument("--smoke", action="store_true")
+    parser = common.bench_parser(__doc__, utterances=16)
     args = parser.parse_args(argv)
     peak = common.matmul_peak(torch.float32, 512 if args.smoke else 2048, 0.2 if args.smoke else 1.0)
     print(f"measured float32 matmul peak: {peak / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
