@@ -35,11 +35,10 @@ def evaluate(
 ) -> None:
     """Score a model on a manifest: CER, WER, real-time factor."""
     from nue_core.data.manifest import read_manifest
-    from nue_core.inference.runner import RunOptions, report_failures, run_transcription
+    from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
     from nue_core.metrics import resolve_language
 
-    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
-        raise NueError(f"unknown --dtype '{dtype}'; choose float32, bfloat16 or float16")
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
     entries = read_manifest(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
@@ -49,7 +48,7 @@ def evaluate(
         raise NueError(str(exc)) from None
     start = time.perf_counter()
     parts = out / "results.jsonl" if out else None
-    results = run_transcription(model, entries, RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens), parts)
+    results = run_transcription(model, entries, options, parts)
     if results is None:  # a data-parallel rank other than 0
         return
     wall = time.perf_counter() - start
@@ -58,12 +57,7 @@ def evaluate(
     if out is not None:
         write_outputs(out, entries, results, lang, summary)
     _print_summary(summary)
-    failures = report_failures(results)
-    if failures:
-        typer.secho(f"{len(failures)} utterance(s) failed (scored as empty):", fg="red", err=True)
-        for line in failures:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(1)
+    exit_on_failures(results, "{failed} utterance(s) failed (scored as empty):")
 
 
 def summarize(references: Sequence[str], results: Sequence, language: str, wall_seconds: float) -> dict:

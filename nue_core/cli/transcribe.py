@@ -35,12 +35,11 @@ def transcribe(
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
     from nue_core.checkpoint import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
     from nue_core.data.manifest import read_manifest
-    from nue_core.inference.runner import RunOptions, report_failures, run_transcription
+    from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
     from nue_core.inference.sources import collect_audio
     from nue_core.inference.writers import infer_format, write_line
 
-    if dtype is not None and dtype not in ("float32", "bfloat16", "float16"):
-        raise NueError(f"unknown --dtype '{dtype}'; choose float32, bfloat16 or float16")
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
     inputs: list = read_manifest(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
     if not inputs and model == DEFAULT_MODEL_NAME and not manifest:
@@ -52,7 +51,6 @@ def transcribe(
         kind = infer_format(output, fmt, default="text" if len(inputs) == 1 and output is None else "tsv")
     except ValueError as exc:
         raise NueError(str(exc)) from None
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
     results = run_transcription(model, inputs, options, output)
     if results is None:  # a data-parallel rank other than 0: rank 0 writes and reports
         return
@@ -63,9 +61,4 @@ def transcribe(
     finally:
         if output:
             handle.close()
-    failures = report_failures(results)
-    if failures:
-        typer.secho(f"{len(failures)} of {len(results)} input(s) failed:", fg="red", err=True)
-        for line in failures:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(1)
+    exit_on_failures(results, "{failed} of {total} input(s) failed:")

@@ -17,7 +17,7 @@ from nue_core.inference.distributed import (
     barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
 )
 from nue_core.inference.sources import AudioInput
-from nue_core.inference.transcriber import Transcriber, TranscriptionResult
+from nue_core.inference.transcriber import DTYPES, Transcriber, TranscriptionResult
 
 
 @dataclass
@@ -30,6 +30,11 @@ class RunOptions:
     dtype: str | None = None
     progress: bool = True
     max_new_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        # Checked before the model loads, so a typo costs nothing.
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise NueError(f"unknown --dtype '{self.dtype}'; choose {', '.join(DTYPES)}")
 
 
 def pick_device(device: str | None, local_rank: int = 0) -> str:
@@ -97,3 +102,18 @@ def _with_progress(transcriber: Transcriber, items: list[AudioInput], show: bool
 def report_failures(results: Sequence[TranscriptionResult]) -> list[str]:
     """One line per failed input (each names its file)."""
     return [r.error or r.source for r in results if not r.ok]
+
+
+def exit_on_failures(results: Sequence[TranscriptionResult], headline: str) -> None:
+    """Name every failed input on stderr under ``headline`` and exit with status 1 if any failed.
+
+    ``headline`` may use ``{failed}`` and ``{total}``.
+    """
+    import typer
+
+    failures = report_failures(results)
+    if failures:
+        typer.secho(headline.format(failed=len(failures), total=len(results)), fg="red", err=True)
+        for line in failures:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(1)
