@@ -21,12 +21,16 @@ import decode_common as common  # noqa: E402
 from nue_core.generation import GenerationConfig  # noqa: E402
 
 
-def compare(model, audio, batch_size: int, max_new_tokens: int | None = None) -> dict:
-    """Decode ``audio`` both ways; returns times, ratio, identical flag and token agreement."""
+def compare(model, audio, batch_size: int, max_new_tokens: int | None = None, ctc_weight: float = 0.0) -> dict:
+    """Decode ``audio`` both ways; returns times, ratio, identical flag and token agreement.
+
+    With ``ctc_weight`` > 0 the batched path is also timed with joint CTC/decoder scoring (the
+    model's own default decoding when its config sets ``decode.ctc_weight``).
+    """
     cfg = GenerationConfig(repetition_limit=0, max_new_tokens=max_new_tokens)
     order = sorted(range(len(audio)), key=lambda i: -len(audio[i]))  # batches of similar length
 
-    def batched() -> list[list[int]]:
+    def batched(cfg: GenerationConfig = cfg) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in audio]
         for k in range(0, len(order), batch_size):
             idx = order[k : k + batch_size]
@@ -38,7 +42,12 @@ def compare(model, audio, batch_size: int, max_new_tokens: int | None = None) ->
     ref, t_ref = common.timed(lambda: [common.reference_decode(model, a, max_new_tokens) for a in audio])
     new, t_new = common.timed(batched)
     tokens = sum(len(x) for x in new)
-    return {"utterances": len(audio), "batch_size": batch_size, "reference_s": t_ref, "batched_s": t_new,
+    joint = {}
+    if ctc_weight > 0:
+        _, t_joint = common.timed(lambda: batched(GenerationConfig(repetition_limit=0, max_new_tokens=max_new_tokens,
+                                                                  ctc_weight=ctc_weight)))
+        joint = {"ctc_weight": ctc_weight, "joint_s": t_joint, "joint_ratio": t_ref / t_joint}
+    return {**joint, "utterances": len(audio), "batch_size": batch_size, "reference_s": t_ref, "batched_s": t_new,
             "ratio": t_ref / t_new, "identical": ref == new, "agreement": common.agreement(ref, new),
             "tokens": tokens, "audio_s": sum(len(a) for a in audio) / common.SR}
 
@@ -48,6 +57,9 @@ def report(name: str, r: dict) -> None:
           f"one-at-a-time {r['reference_s']:.2f} s, batch {r['batch_size']} {r['batched_s']:.2f} s -> "
           f"throughput ratio {r['ratio']:.1f}x; transcripts identical: {r['identical']} "
           f"(token agreement {100 * r['agreement']:.1f} %)")
+    if "joint_s" in r:
+        print(f"[{name}] batch {r['batch_size']} with joint CTC scoring (ctc_weight {r['ctc_weight']}): "
+              f"{r['joint_s']:.2f} s -> throughput ratio {r['joint_ratio']:.1f}x")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,7 +82,10 @@ def _run(argv: list[str] | None) -> dict:
             model, desc = common.tiny_model(args.smoke, args.train_steps)
         audio, _ = common.clips(n, seed=123)
         print(f"model: {desc}")
-        results["tiny"] = compare(model, audio, min(args.batch_size, n), max_new_tokens=6 if args.smoke else None)
+        has_ctc = getattr(model.bridge, "ctc_blank_id", None) is not None
+        ctc_weight = model.config.decode.ctc_weight or (0.5 if args.smoke and has_ctc else 0.0)
+        results["tiny"] = compare(model, audio, min(args.batch_size, n), max_new_tokens=6 if args.smoke else None,
+                                  ctc_weight=ctc_weight if has_ctc else 0.0)
         report("tiny", results["tiny"])
     if args.paper:
         big = common.paper_model(args.paper_layers)

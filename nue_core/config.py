@@ -79,6 +79,10 @@ class DecodeSpec(BaseModel):
     min_new_tokens: int = Field(2, ge=0, description="eos is not allowed before this many tokens")
     tokens_per_second: float = Field(4.0, gt=0, description="max new tokens per second of audio")
     extra_tokens: int = Field(20, ge=0, description="max new tokens added to every clip")
+    ctc_weight: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="joint CTC/decoder scoring weight (needs a bridge CTC head over the decoder vocabulary); 0 = decoder alone",
+    )
 
 
 class ModelConfig(BaseModel):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nue_core.ctc_prefix import CTCPrefixScorer
 from nue_core.prompt import PackedSequence
 
 
@@ -27,6 +28,9 @@ class GenerationConfig:
         repetition_limit: stop an item whose output ends in the same n-gram (n <= 4) repeated this
             many times (a guard against loops); 0 disables.
         length_penalty: beam scores are summed log-probs / length ** length_penalty.
+        ctc_weight: joint CTC/decoder scoring weight in [0, 1] (``nue_core.ctc_prefix``); needs a
+            bridge with a CTC head over the decoder vocabulary; 0 = the decoder alone.
+        ctc_candidates: decoder's best tokens per step scored by the CTC prefix scorer.
     """
 
     num_beams: int = 1
@@ -36,6 +40,8 @@ class GenerationConfig:
     extra_tokens: int = 20
     repetition_limit: int = 12
     length_penalty: float = 1.0
+    ctc_weight: float = 0.0
+    ctc_candidates: int = 8
     force_beam_search: bool = False  # run the beam code path even with one beam (tests, comparisons)
 
     @classmethod
@@ -43,7 +49,7 @@ class GenerationConfig:
         """The model config's decoding defaults (``decode:``), with explicit overrides on top."""
         decode = model_config.decode
         values = {"min_new_tokens": decode.min_new_tokens, "tokens_per_second": decode.tokens_per_second,
-                  "extra_tokens": decode.extra_tokens}
+                  "extra_tokens": decode.extra_tokens, "ctc_weight": decode.ctc_weight}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -96,14 +102,23 @@ def is_looping(tokens: list[int], limit: int, max_n: int = 4) -> bool:
 
 
 @torch.no_grad()
-def greedy(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: GenerationConfig, eos: int) -> list[list[int]]:  # type: ignore[no-untyped-def]
-    """Greedy decoding of a left-padded batch. Returns per item the new token ids without eos."""
+def greedy(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: GenerationConfig, eos: int,  # type: ignore[no-untyped-def]
+           ctc: CTCPrefixScorer | None = None) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch. Returns per item the new token ids without eos.
+
+    ``ctc``: joint CTC/decoder scoring (rows = batch items), or None for the decoder alone.
+    """
     batch = packed.embeds.shape[0]
     state = _start(decoder, packed)
+    ctc_state = ctc.initial_state() if ctc is not None else None
     outputs: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
+    rows = torch.arange(batch, device=packed.embeds.device)
     for step in range(int(limits.max()) if batch else 0):
-        tokens = _forbid_eos(state.logits, step, cfg.min_new_tokens, eos).argmax(dim=-1)
+        scores, extension = ctc.score(ctc_state, state.logits) if ctc is not None else (state.logits, None)
+        tokens = _forbid_eos(scores, step, cfg.min_new_tokens, eos).argmax(dim=-1)
+        if ctc is not None:
+            ctc_state = ctc.advance(ctc_state, extension, rows, tokens)
         for i, tok in enumerate(tokens.tolist()):
             if done[i]:
                 continue
@@ -138,22 +153,30 @@ class _Hyps:
 
 
 @torch.no_grad()
-def beam_search(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: GenerationConfig, eos: int) -> list[list[int]]:  # type: ignore[no-untyped-def]
+def beam_search(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: GenerationConfig, eos: int,  # type: ignore[no-untyped-def]
+                ctc: CTCPrefixScorer | None = None) -> list[list[int]]:
     """Beam search (early stopping: an item ends when it has ``num_beams`` finished hypotheses).
 
     An eos candidate counts only when it ranks within the top ``num_beams`` of its step, so
-    ``num_beams=1`` picks exactly what greedy picks.
+    ``num_beams=1`` picks exactly what greedy picks (with or without ``ctc`` joint scoring).
     """
     k, batch = cfg.num_beams, packed.embeds.shape[0]
     state = _start(decoder, packed)
     expand = torch.arange(batch, device=packed.embeds.device).repeat_interleave(k)
     state = _Step(decoder.reorder_cache(state.cache, expand), state.mask[expand], state.next_pos[expand], state.logits[expand])
+    if ctc is not None:
+        ctc = ctc.expand(expand)
+        ctc_state = ctc.initial_state()
     scores = torch.full((batch, k), float("-inf"), device=state.logits.device)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     seqs: list[list[int]] = [[] for _ in range(batch * k)]
     finished = [_Hyps(k) for _ in range(batch)]
     for step in range(int(limits.max()) if batch else 0):
-        logp = _forbid_eos(state.logits, step, cfg.min_new_tokens, eos).log_softmax(dim=-1)
+        if ctc is not None:  # joint scores are already log-probabilities (-inf off the candidates)
+            joint, extension = ctc.score(ctc_state, state.logits)
+            logp = _forbid_eos(joint, step, cfg.min_new_tokens, eos)
+        else:
+            logp = _forbid_eos(state.logits, step, cfg.min_new_tokens, eos).log_softmax(dim=-1)
         total = (logp + scores.view(-1, 1)).view(batch, -1)  # (b, k * v)
         top_scores, top_idx = total.topk(2 * k, dim=1)
         vocab = logp.shape[-1]
@@ -164,6 +187,8 @@ def beam_search(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: Gene
             break
         scores = new_scores
         seqs = new_seqs
+        if ctc is not None:
+            ctc_state = ctc.advance(ctc_state, extension, pick_rows, pick_tokens)
         state = _Step(decoder.reorder_cache(state.cache, pick_rows), state.mask[pick_rows], state.next_pos[pick_rows], state.logits[pick_rows])
         state = state.advance(decoder, pick_tokens)
     return [_best(finished[b], seqs[b * k : (b + 1) * k], scores[b], cfg) for b in range(batch)]

@@ -18,6 +18,7 @@ from nue_core.prompt import PackedSequence, pack_segments, pad_ids
 from nue_core.protocols import Bridge, BridgeOutput, Decoder, Encoder
 
 if TYPE_CHECKING:  # imported lazily at run time: generation is not needed to build or train
+    from nue_core.ctc_prefix import CTCPrefixScorer
     from nue_core.generation import GenerationConfig
 
 
@@ -172,7 +173,21 @@ class SpeechLM(nn.Module):
         packed = self.pack_prompt(speech, left_pad=True)
         limits = config.token_limits(lengths.float() / self.sample_rate)
         search = beam_search if config.num_beams > 1 or config.force_beam_search else greedy
-        return search(self.decoder, packed, limits, config, self.tokenizer.eos_id)
+        return search(self.decoder, packed, limits, config, self.tokenizer.eos_id, self._ctc_scorer(speech, config))
+
+    def _ctc_scorer(self, speech: BridgeOutput, config: GenerationConfig) -> CTCPrefixScorer | None:
+        """The joint-decoding scorer when ``config.ctc_weight`` > 0 (the bridge must have a CTC head)."""
+        if config.ctc_weight <= 0:
+            return None
+        blank = getattr(self.bridge, "ctc_blank_id", None)
+        if speech.ctc_logits is None or speech.ctc_lengths is None or blank is None:
+            raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has no CTC head; "
+                             "compose it with one (e.g. conv with ctc: true, or ctc-compress) or decode with ctc_weight 0")
+        from nue_core.ctc_prefix import CTCPrefixScorer
+
+        assert self.tokenizer is not None
+        return CTCPrefixScorer(speech.ctc_logits, speech.ctc_lengths, blank, self.tokenizer.eos_id,
+                               config.ctc_weight, config.ctc_candidates)
 
     def transcribe(self, inputs, **options):  # type: ignore[no-untyped-def]
         """Transcripts of files, arrays or (array, rate) pairs, in input order.

@@ -26,6 +26,9 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for results.jsonl and summary.json"),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
+    ctc_weight: Optional[float] = typer.Option(
+        None, "--ctc-weight", help="joint CTC/decoder scoring weight 0..1 (bridges with a CTC head; default: the model's decode.ctc_weight)"
+    ),
     max_new_tokens: Optional[int] = typer.Option(
         None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
     ),
@@ -38,7 +41,7 @@ def evaluate(
     from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
     from nue_core.metrics import resolve_language
 
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight)
     entries = read_manifest(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
@@ -53,7 +56,8 @@ def evaluate(
         return
     wall = time.perf_counter() - start
     summary = summarize([e.text for e in entries], results, lang, wall)
-    summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "batch_size": batch_size})
+    summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "ctc_weight": ctc_weight,
+                    "batch_size": batch_size})
     if out is not None:
         write_outputs(out, entries, results, lang, summary)
     _print_summary(summary)

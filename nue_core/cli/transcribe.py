@@ -25,6 +25,9 @@ def transcribe(
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | tsv | jsonl (default: from --output's suffix)"),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
+    ctc_weight: Optional[float] = typer.Option(
+        None, "--ctc-weight", help="joint CTC/decoder scoring weight 0..1 (bridges with a CTC head; default: the model's decode.ctc_weight)"
+    ),
     max_new_tokens: Optional[int] = typer.Option(
         None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
     ),
@@ -39,7 +42,7 @@ def transcribe(
     from nue_core.inference.sources import collect_audio
     from nue_core.inference.writers import infer_format, write_line
 
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens)
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight)
     inputs: list = read_manifest(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
     if not inputs and model == DEFAULT_MODEL_NAME and not manifest:

@@ -1,4 +1,9 @@
-"""Waveform augmentation: speed perturbation (resampling, as Kaldi's 3-way perturbation) and gain.
+"""Waveform augmentation: speed perturbation (resampling, as Kaldi's 3-way perturbation), gain,
+random equalisation (a smooth random frequency response: microphone and room colouring) and
+additive noise at a random signal-to-noise ratio.
+
+With few training speakers, the last two matter most: a new voice usually also comes through a
+new microphone and room, and a model that has only heard three channels learns them as cues.
 
 Randomness comes from a generator the caller derives from ``(seed, step, item)``, so an augmented
 batch is the same whether or not the run was interrupted and resumed in between.
@@ -23,11 +28,20 @@ class AugmentConfig(BaseModel):
         None, description="draw a continuous speed factor from [low, high] instead of a list"
     )
     gain_db: tuple[float, float] | None = Field(None, description="random gain in dB drawn from [low, high]")
+    eq_db: float | None = Field(
+        None, ge=0.0,
+        description="random smooth equaliser: a spectral tilt plus one broad bump, each with this standard deviation in dB",
+    )
+    noise_snr_db: tuple[float, float] | None = Field(
+        None, description="add white noise at a signal-to-noise ratio (dB, against the clip's RMS) drawn from [low, high]"
+    )
+    noise_prob: float = Field(0.5, ge=0.0, le=1.0, description="chance that noise is added to an augmented utterance")
     prob: float = Field(1.0, ge=0.0, le=1.0, description="chance that an utterance is augmented at all")
 
     @property
     def enabled(self) -> bool:
-        return bool(self.speed) or self.speed_range is not None or self.gain_db is not None
+        return (bool(self.speed) or self.speed_range is not None or self.gain_db is not None
+                or bool(self.eq_db) or self.noise_snr_db is not None)
 
 
 def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
@@ -49,6 +63,34 @@ def apply_gain(wave: np.ndarray, db: float) -> np.ndarray:
     return np.clip(wave * np.float32(10.0 ** (db / 20.0)), -1.0, 1.0).astype(np.float32, copy=False)
 
 
+def random_eq(wave: np.ndarray, std_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Filter ``wave`` (s,) through a random smooth frequency response (zero phase).
+
+    The response in dB is ``a * x + b * cos(pi * k * x)`` over the band, x from -1 (DC) to 1
+    (Nyquist), with a, b ~ N(0, std_db) and k ~ U(1, 3): a tilt and one broad bump or notch, what
+    different microphones and rooms do to a voice. The output keeps the input's RMS level.
+    """
+    if len(wave) < 2 or std_db <= 0:
+        return wave
+    spectrum = np.fft.rfft(wave)
+    x = np.linspace(-1.0, 1.0, len(spectrum))
+    db = rng.normal(0.0, std_db) * x + rng.normal(0.0, std_db) * np.cos(np.pi * x * rng.uniform(1.0, 3.0))
+    out = np.fft.irfft(spectrum * 10.0 ** (db / 20.0), n=len(wave))
+    rms_in, rms_out = float(np.sqrt(np.mean(wave**2))), float(np.sqrt(np.mean(out**2)))
+    if rms_out > 0:
+        out *= rms_in / rms_out
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add white Gaussian noise ``snr_db`` below the clip's RMS level; shape (s,) kept."""
+    rms = float(np.sqrt(np.mean(wave**2))) if len(wave) else 0.0
+    if rms == 0.0:
+        return wave
+    noise = rng.normal(0.0, rms * 10.0 ** (-snr_db / 20.0), len(wave))
+    return np.clip(wave + noise, -1.0, 1.0).astype(np.float32)
+
+
 def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """One random augmentation of ``wave`` (s,) drawn from ``rng``."""
     if not config.enabled or rng.random() >= config.prob:
@@ -57,6 +99,10 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator, s
         wave = speed_perturb(wave, float(rng.uniform(*config.speed_range)), sample_rate)
     elif config.speed:
         wave = speed_perturb(wave, float(config.speed[rng.integers(len(config.speed))]), sample_rate)
+    if config.eq_db:
+        wave = random_eq(wave, config.eq_db, rng)
+    if config.noise_snr_db is not None and rng.random() < config.noise_prob:
+        wave = add_noise(wave, float(rng.uniform(*config.noise_snr_db)), rng)
     if config.gain_db is not None:
         wave = apply_gain(wave, float(rng.uniform(*config.gain_db)))
     return wave

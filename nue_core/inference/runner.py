@@ -30,11 +30,14 @@ class RunOptions:
     dtype: str | None = None
     progress: bool = True
     max_new_tokens: int | None = None
+    ctc_weight: float | None = None  # None: the model config's decode.ctc_weight
 
     def __post_init__(self) -> None:
         # Checked before the model loads, so a typo costs nothing.
         if self.dtype is not None and self.dtype not in DTYPES:
             raise NueError(f"unknown --dtype '{self.dtype}'; choose {', '.join(DTYPES)}")
+        if self.ctc_weight is not None and not 0.0 <= self.ctc_weight <= 1.0:
+            raise NueError(f"--ctc-weight {self.ctc_weight}: must be between 0 and 1")
 
 
 def pick_device(device: str | None, local_rank: int = 0) -> str:
@@ -68,7 +71,11 @@ def run_transcription(
     init_distributed(info, device)
     try:
         model = load(model_source)
-        generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens)
+        generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
+                                                ctc_weight=options.ctc_weight)
+        if generation.ctc_weight > 0 and getattr(model.bridge, "ctc_blank_id", None) is None:
+            raise NueError(f"--ctc-weight {generation.ctc_weight}: {model_source}'s bridge "
+                           f"({type(model.bridge).__name__}) has no CTC head")
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
                                   device=device, dtype=options.dtype)
         mine = shard(inputs, info)

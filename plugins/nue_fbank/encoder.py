@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +30,9 @@ class FbankEncoderOptions(BaseModel):
     n_mels: int = Field(80, ge=8, description="mel filterbank channels")
     win_ms: float = Field(25.0, gt=0, description="STFT window (ms)")
     hop_ms: float = Field(10.0, gt=0, description="STFT hop (ms); encoder frames are 4 hops")
+    normalization: Literal["mel-bin", "global"] = Field(
+        "mel-bin", description="per-utterance feature normalisation: 'mel-bin' (CMVN per bin) or 'global' (level only, spectral shape kept)"
+    )
     conv_channels: int = Field(64, ge=1, description="channels of the two subsampling convolutions")
     hidden_size: int = Field(144, ge=8, description="Transformer width (output_dim)")
     num_layers: int = Field(4, ge=0, description="Transformer layers")
@@ -70,7 +73,7 @@ class FbankTransformerEncoder(nn.Module):
     def __init__(self, options: FbankEncoderOptions) -> None:
         super().__init__()
         self.options = options
-        self.features = LogMel(options.sample_rate, options.n_mels, options.win_ms, options.hop_ms)
+        self.features = LogMel(options.sample_rate, options.n_mels, options.win_ms, options.hop_ms, options.normalization)
         c = options.conv_channels
         self.subsample = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.GELU(), nn.Conv2d(c, c, 3, 2), nn.GELU())
         self.proj = nn.Linear(c * _conv_out(options.n_mels), options.hidden_size)

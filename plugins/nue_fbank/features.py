@@ -1,9 +1,17 @@
 """Log-mel filterbank features of padded batches, normalised per utterance over valid frames only.
 
+Two normalisations: ``mel-bin`` (mean and variance of each mel bin over the utterance, classic
+CMVN) and ``global`` (one mean and variance over all bins and frames: only the level is removed,
+the spectral shape is kept). CMVN also removes what a short clip says (the mean spectrum of a
+one-word clip is mostly that word), so ``global`` + random-EQ augmentation generalises better to
+new voices when utterances are short.
+
 Shape legend: b = batch, s = samples, n = feature frames, m = mel bins.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import nn
@@ -26,8 +34,10 @@ class LogMel(nn.Module):
     padded batch gives each item the features it gets alone.
     """
 
-    def __init__(self, sample_rate: int, n_mels: int, win_ms: float, hop_ms: float) -> None:
+    def __init__(self, sample_rate: int, n_mels: int, win_ms: float, hop_ms: float,
+                 normalization: Literal["mel-bin", "global"] = "mel-bin") -> None:
         super().__init__()
+        self.normalization = normalization
         from transformers.audio_utils import mel_filter_bank
 
         self.win = int(round(sample_rate * win_ms / 1000))
@@ -49,15 +59,19 @@ class LogMel(nn.Module):
                           return_complex=True)  # (b, freq, n)
         power = spec.abs().pow(2).transpose(1, 2)  # (b, n, freq)
         feats = torch.log(power @ self.bank + 1e-6)  # (b, n, m)
-        return normalize(feats, frames), frames
+        return normalize(feats, frames, per_bin=self.normalization == "mel-bin"), frames
 
 
-def normalize(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean, unit variance per utterance and mel bin over the valid frames; padding zeroed."""
+def normalize(feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool = True, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per utterance over the valid frames; padding zeroed.
+
+    per_bin: statistics per mel bin (b, 1, m); otherwise one mean and variance per utterance (b, 1, 1).
+    """
     mask = valid_mask(lengths, feats.shape[1])[..., None].to(feats.dtype)  # (b, n, 1)
-    count = mask.sum(dim=1, keepdim=True).clamp(min=1)
-    mean = (feats * mask).sum(dim=1, keepdim=True) / count
-    var = ((feats - mean).pow(2) * mask).sum(dim=1, keepdim=True) / count
+    dims = (1,) if per_bin else (1, 2)
+    count = (mask.sum(dim=1, keepdim=True) * (1 if per_bin else feats.shape[2])).clamp(min=1)
+    mean = (feats * mask).sum(dim=dims, keepdim=True) / count
+    var = ((feats - mean).pow(2) * mask).sum(dim=dims, keepdim=True) / count
     return (feats - mean) / (var + eps).sqrt() * mask
 
 

@@ -3,6 +3,8 @@
 Each utterance is 1-5 recordings of one speaker joined with short silences, resampled from 8 kHz
 to 16 kHz, with the transcript of its digits as words ("three seven one"). The test speaker is
 never heard in training; validation uses held-out recordings of the training speakers.
+Training can add utterances of synthetic eSpeak NG voices (``synthetic.py``), built the same way;
+validation and test stay real. Data is built once per work folder (delete ``data/`` to rebuild).
 """
 
 from __future__ import annotations
@@ -131,8 +133,14 @@ def train_tokenizer(folder: Path) -> Path:
     return path
 
 
-def build_all(fsdd: Path, work: Path, test_speaker: str, counts: dict[str, int], seed: int = 0) -> dict[str, Path]:
-    """Manifests for train / valid / test under ``work/data`` (rebuilt only when missing)."""
+def build_all(fsdd: Path, work: Path, test_speaker: str, counts: dict[str, int], seed: int = 0,
+              synthetic: int = 0, voices: int | None = None) -> dict[str, Path]:
+    """Manifests for train / valid / test under ``work/data`` (rebuilt only when missing).
+
+    With ``synthetic`` > 0, that many utterances of eSpeak NG voices (``synthetic.py``) are built
+    in ``data/synthetic`` and the returned train manifest (``data/train+synthetic.jsonl``) lists
+    both the real training utterances and those.
+    """
     splits = split_recordings(list_recordings(fsdd), test_speaker)
     manifests = {}
     for k, (name, count) in enumerate(counts.items()):
@@ -141,4 +149,28 @@ def build_all(fsdd: Path, work: Path, test_speaker: str, counts: dict[str, int],
         if not manifest.is_file():
             build_split(splits[name], count, folder, seed=seed * 100 + k)
         manifests[name] = manifest
+    if synthetic > 0 and "train" in manifests:
+        from synthetic import synthesize_voices
+
+        folder = Path(work) / "data" / "synthetic"
+        manifest = folder / "manifest.jsonl"
+        if not manifest.is_file():
+            voice_dir = synthesize_voices(Path(work) / "data" / "voices" / "recordings", WORDS, SOURCE_RATE, voices,
+                                          seed=seed)
+            build_split(list_recordings(voice_dir.parent), synthetic, folder, seed=seed * 100 + 99)
+        manifests["train"] = combine_manifests([manifests["train"], manifest], Path(work) / "data" / "train+synthetic.jsonl")
     return manifests
+
+
+def combine_manifests(parts: list[Path], out: Path) -> Path:
+    """One JSONL manifest listing every entry of ``parts``, audio paths made relative to ``out``."""
+    lines = []
+    for part in parts:
+        prefix = Path(os.path.relpath(part.parent, out.parent))
+        for line in part.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row["audio"] = (prefix / row["audio"]).as_posix()
+                lines.append(json.dumps(row))
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out

@@ -5,7 +5,8 @@
     python recipes/fsdd_digits/run.py --install-default     # ... and ship the model as nue_core/default_model
     python recipes/fsdd_digits/run.py --set max_steps=20    # any TrainConfig override (smoke run)
 
-FSDD is read from --fsdd, $NUE_FSDD, or ../shared/data/fsdd beside the repository.
+FSDD is read from --fsdd, $NUE_FSDD, or ../shared/data/fsdd beside the repository. Synthetic
+training voices need espeak-ng (apt install espeak-ng), or pass --synthetic-count 0.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import data  # noqa: E402  (the recipe's own module, beside this file)
 
 REPO = HERE.parents[1]
 COUNTS = {"train": 3000, "valid": 150, "test": 300}
+SYNTHETIC_COUNT = 3000  # utterances of eSpeak NG voices added to training (see synthetic.py)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-count", type=int, default=COUNTS["train"])
     p.add_argument("--valid-count", type=int, default=COUNTS["valid"])
     p.add_argument("--test-count", type=int, default=COUNTS["test"])
+    p.add_argument("--synthetic-count", type=int, default=SYNTHETIC_COUNT,
+                   help="training utterances of synthetic eSpeak NG voices (0: real voices only)")
+    p.add_argument("--synthetic-voices", type=int, default=None, help="how many synthetic voices (default: all)")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override key=value (model.KEY=value: model config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
     p.add_argument("--install-default", action="store_true", help="copy the model to nue_core/default_model")
@@ -44,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace) -> tuple[dict[str, Path], Path]:
     """Data manifests and the model YAML (with the tokenizer beside it) in the work folder."""
     counts = {"train": args.train_count, "valid": args.valid_count, "test": args.test_count}
-    manifests = data.build_all(args.fsdd, args.work, args.test_speaker, counts)
+    manifests = data.build_all(args.fsdd, args.work, args.test_speaker, counts, synthetic=args.synthetic_count,
+                               voices=args.synthetic_voices)
     data.train_tokenizer(args.work / "tokenizer")
     model_yaml = args.work / "model.yaml"
     shutil.copyfile(HERE / "model.yaml", model_yaml)

@@ -85,3 +85,30 @@ def test_model_config_decode_settings_are_the_default():
     assert GenerationConfig.for_model(model.config, num_beams=3, max_new_tokens=None).num_beams == 3
     wave, lens = make_audio([1.0])
     assert len(model.generate(wave, lens)[0]) <= int(1.0 * 1.0 + 2 + 0.5)
+
+
+@pytest.mark.parametrize("bridge", ["ctc-compress", "conv+ctc"])
+def test_joint_ctc_decoding_is_batch_consistent_and_beam_one_equals_greedy(bridge):
+    model = _model(bridge)
+    with torch.no_grad():  # a sharper CTC head, so its scores matter next to the decoder's
+        model.bridge.ctc_head.weight.mul_(6.0)
+    wave, lens = make_audio(SECONDS, seed=4)
+    cfg = GenerationConfig(repetition_limit=0, ctc_weight=0.5, ctc_candidates=16, max_new_tokens=6)
+    joint = model.generate(wave, lens, cfg)
+    alone = [model.generate(wave[i : i + 1, : lens[i]], lens[i : i + 1], cfg)[0] for i in range(len(SECONDS))]
+    assert joint == alone
+    beam1 = model.generate(wave, lens, GenerationConfig(repetition_limit=0, ctc_weight=0.5, ctc_candidates=16,
+                                                        max_new_tokens=6, num_beams=1, force_beam_search=True))
+    assert beam1 == joint
+    plain = model.generate(wave, lens, GenerationConfig(repetition_limit=0, max_new_tokens=6))
+    assert joint != plain  # the CTC scores changed the outcome
+    beams = GenerationConfig(repetition_limit=0, ctc_weight=0.5, ctc_candidates=16, max_new_tokens=6, num_beams=3)
+    batched = model.generate(wave, lens, beams)
+    assert batched == [model.generate(wave[i : i + 1, : lens[i]], lens[i : i + 1], beams)[0] for i in range(len(SECONDS))]
+
+
+def test_joint_ctc_decoding_needs_a_ctc_head():
+    model = _model("conv")
+    wave, lens = make_audio([0.5], seed=5)
+    with pytest.raises(ValueError, match="no CTC head"):
+        model.generate(wave, lens, GenerationConfig(ctc_weight=0.3))

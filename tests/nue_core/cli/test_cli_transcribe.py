@@ -81,6 +81,21 @@ def test_nothing_to_transcribe_and_bad_options(model_dir, tmp_path):
     assert res.returncode == 2 and "nothing to transcribe" in res.stderr
     res = CliRunner().invoke(app, ["transcribe", str(model_dir), str(tmp_path), "--dtype", "int8"])
     assert res.exit_code != 0 and "unknown --dtype" in str(res.exception)
+    res = CliRunner().invoke(app, ["transcribe", str(model_dir), str(tmp_path), "--ctc-weight", "1.5"])
+    assert res.exit_code != 0 and "--ctc-weight 1.5: must be between 0 and 1" in str(res.exception)
+
+
+def test_ctc_weight_needs_a_ctc_head_and_changes_nothing_else(model_dir, audio_dir, tmp_path):
+    wav = str(audio_dir / "a.wav")
+    res = run_nue("transcribe", str(model_dir), wav, "--ctc-weight", "0.5")  # conv bridge without CTC head
+    assert res.returncode == 2 and "has no CTC head" in res.stderr
+    torch.manual_seed(1)
+    model = compose(tiny_config(bridge="ctc-compress"))
+    folder = save_model(model, tmp_path / "ctc-model")
+    plain = run_nue("transcribe", str(folder), wav, "--format", "tsv")
+    joint = run_nue("transcribe", str(folder), wav, "--format", "tsv", "--ctc-weight", "0.5")
+    assert plain.returncode == 0 and joint.returncode == 0, plain.stderr + joint.stderr
+    assert joint.stdout.split("\t")[0] == plain.stdout.split("\t")[0] == wav
 
 
 @pytest.mark.slow

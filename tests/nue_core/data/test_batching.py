@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nue_core.data.augment import AugmentConfig, apply_gain, augment, speed_perturb
+from nue_core.data.augment import AugmentConfig, add_noise, apply_gain, augment, random_eq, speed_perturb
 from nue_core.data.batching import make_batches, pad_waveforms, shard_batches
 from nue_core.errors import ConfigError
 
@@ -65,3 +65,47 @@ def test_padding_and_augmentation_shapes() -> None:
     a = augment(wave, config, np.random.default_rng(5), 16000)
     b = augment(wave, config, np.random.default_rng(5), 16000)
     assert np.array_equal(a, b) and len(a) != len(wave)
+
+
+def _band_energy(wave: np.ndarray, low: int, high: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave)) ** 2
+    return float(spectrum[low:high].sum())
+
+
+def test_random_eq_colours_the_spectrum_and_keeps_the_level() -> None:
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    outs = [random_eq(wave, 6.0, np.random.default_rng(seed)) for seed in range(8)]
+    for out in outs:
+        assert out.shape == wave.shape and out.dtype == np.float32
+        assert np.isclose(np.sqrt(np.mean(out**2)), np.sqrt(np.mean(wave**2)), rtol=1e-3)
+    # White noise has equal energy low and high; the random responses tilt it, differently each time.
+    tilts = [_band_energy(o, 0, 2000) / _band_energy(o, 6000, 8001) for o in outs]
+    assert max(tilts) / min(tilts) > 2.0
+    assert np.array_equal(random_eq(wave, 0.0, np.random.default_rng(0)), wave)
+
+
+def test_add_noise_hits_the_requested_snr() -> None:
+    wave = np.sin(np.arange(32000) * 0.05).astype(np.float32) * 0.3
+    for snr in (0.0, 10.0, 30.0):
+        noisy = add_noise(wave, snr, np.random.default_rng(1))
+        noise = noisy - wave
+        measured = 10 * np.log10(np.mean(wave**2) / np.mean(noise**2))
+        assert abs(measured - snr) < 0.3
+    assert np.array_equal(add_noise(np.zeros(10, np.float32), 10.0, np.random.default_rng(0)), np.zeros(10))
+
+
+def test_eq_and_noise_augmentation_is_seeded() -> None:
+    wave = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)
+    config = AugmentConfig(eq_db=4.0, noise_snr_db=(5.0, 20.0), noise_prob=1.0)
+    assert config.enabled
+    a = augment(wave, config, np.random.default_rng(5), 16000)
+    assert np.array_equal(a, augment(wave, config, np.random.default_rng(5), 16000))
+    assert not np.array_equal(a, augment(wave, config, np.random.default_rng(6), 16000))
+    assert len(a) == len(wave)
+
+
+def test_inverted_noise_bounds_are_rejected() -> None:
+    from nue_core.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="noise_snr_db"):
+        TrainConfig.from_dict({"augment": {"noise_snr_db": [20, 5]}})

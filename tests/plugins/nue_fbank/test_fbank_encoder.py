@@ -38,6 +38,33 @@ def test_normalize_uses_valid_frames_only():
     assert torch.allclose(a.mean(dim=1), torch.zeros(1, 3), atol=1e-5)
 
 
+def test_global_normalization_removes_level_but_keeps_spectral_shape():
+    feats = torch.randn(2, 12, 4) + torch.tensor([0.0, 1.0, 2.0, 3.0])  # a rising spectral shape
+    lengths = torch.tensor([12, 7])
+    out = normalize(feats, lengths, per_bin=False)
+    for i, n in enumerate(lengths.tolist()):
+        valid = out[i, :n]
+        assert abs(float(valid.mean())) < 1e-5 and abs(float(valid.std(unbiased=False)) - 1) < 1e-4
+        assert torch.all(out[i, n:] == 0)
+        assert torch.all(valid.mean(0).diff() > 0)  # the shape survives (per-bin CMVN flattens it)
+    louder = normalize(feats + 5.0, lengths, per_bin=False)  # a gain is a constant in the log domain
+    assert torch.allclose(louder, out, atol=1e-5)
+    assert torch.allclose(normalize(feats, lengths).mean(1)[0], torch.zeros(4), atol=1e-5)
+
+
+def test_global_normalization_encoder_is_padding_invariant():
+    model = compose({"encoder": {"name": "fbank", **TINY, "normalization": "global"},
+                     "bridge": {"name": "conv", **TINY_BRIDGES["conv+ctc"]},
+                     "decoder": {"name": "gpt-neox", "tokenizer": "byte", "config": TINY_DECODER_CONFIGS["gpt-neox"]}})
+    enc = model.encoder.eval()
+    wave, lens = make_audio([0.9, 0.5])
+    with torch.no_grad():
+        batched = enc(wave, lens)
+        alone = enc(wave[1:, : int(lens[1])], lens[1:])
+    n = int(alone.lengths[0])
+    assert torch.allclose(batched.hidden[1, :n], alone.hidden[0, :n], atol=1e-5)
+
+
 def test_spec_augment_only_in_training_and_lengths_match():
     model = compose({"encoder": {"name": "fbank", **TINY}, "bridge": {"name": "conv", **TINY_BRIDGES["conv+ctc"]},
                      "decoder": {"name": "gpt-neox", "tokenizer": "byte", "config": TINY_DECODER_CONFIGS["gpt-neox"]},

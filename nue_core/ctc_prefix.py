@@ -1,0 +1,167 @@
+"""CTC prefix scores for joint CTC/LLM decoding (Watanabe et al., "Hybrid CTC/Attention
+Architecture for End-to-End Speech Recognition", IEEE JSTSP 2017, algorithm 2).
+
+When the bridge has a CTC head over the decoder's vocabulary, the decoder's next-token
+log-probabilities are combined with how much each candidate raises the CTC probability of the
+prefix decoded so far:
+
+    score(prefix + c) = (1 - w) * log p_llm(c | prefix) + w * (psi(prefix + c) - psi(prefix))
+
+where psi is the CTC prefix log-probability (over all alignments whose labels start with the
+prefix). For eos, psi is the probability that the whole clip reads exactly the prefix. The CTC
+head is monotonic and sees every frame, so it vetoes skipped or repeated words; a small decoder
+trained from scratch learns to read the speech vectors much later than the CTC head learns to
+label them.
+
+Only ``candidates`` tokens per row (the decoder's best) are scored, as ESPnet's pre-beam does:
+the forward recursion costs O(frames) per candidate and decode step.
+
+Shape legend: r = hypothesis rows (batch x beams), t = CTC frames, v = decoder vocabulary,
+c = candidates per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class CTCPrefixState:
+    """Forward variables of each row's current prefix.
+
+    Attributes:
+        r_nonblank: (r, t) log-prob of the prefix with frame t emitting its last label.
+        r_blank: (r, t) log-prob of the prefix with frame t emitting blank.
+        psi: (r,) CTC prefix log-prob of the prefix (0 for the empty prefix).
+        last: (r,) last label of the prefix, -1 for the empty prefix.
+    """
+
+    r_nonblank: torch.Tensor
+    r_blank: torch.Tensor
+    psi: torch.Tensor
+    last: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> "CTCPrefixState":
+        """The states of ``rows`` (r',) (beam reordering)."""
+        return CTCPrefixState(self.r_nonblank[rows], self.r_blank[rows], self.psi[rows], self.last[rows])
+
+
+class CTCPrefixScorer:
+    """Scores candidate next tokens of a batch of hypotheses against CTC log-probs.
+
+    Args:
+        ctc_logits: (r, t, v + 1) CTC logits of each row's clip (blank included).
+        lengths: (r,) valid CTC frames per row.
+        blank: index of the blank class.
+        eos: decoder id of eos (scored as "the prefix is the whole transcript").
+        weight: w in the formula above, in [0, 1].
+        candidates: how many of the decoder's best tokens per row are scored.
+    """
+
+    def __init__(self, ctc_logits: torch.Tensor, lengths: torch.Tensor, blank: int, eos: int,
+                 weight: float, candidates: int = 8) -> None:
+        log_probs = ctc_logits.float().log_softmax(dim=-1)  # (r, t, v + 1)
+        frames = log_probs.shape[1]
+        self.lengths = lengths.to(log_probs.device).long()
+        valid = torch.arange(frames, device=log_probs.device)[None, :] < self.lengths[:, None]  # (r, t)
+        # Past a clip's end no label can be emitted: -inf keeps the recursion from running on.
+        self.log_probs = log_probs.masked_fill(~valid[..., None], NEG_INF)
+        self.blank, self.eos, self.weight, self.candidates = blank, eos, weight, candidates
+        self.ctc_classes = log_probs.shape[-1] - 1
+        self.has_frames = self.lengths > 0  # rows without frames fall back to the decoder alone
+
+    def initial_state(self) -> CTCPrefixState:
+        """The empty prefix: only blanks so far."""
+        rows, frames = self.log_probs.shape[:2]
+        r_blank = self.log_probs[:, :, self.blank].cumsum(dim=1)  # (r, t)
+        return CTCPrefixState(torch.full_like(r_blank, NEG_INF), r_blank,
+                              torch.zeros(rows, device=r_blank.device), torch.full((rows,), -1, device=r_blank.device,
+                                                                                    dtype=torch.long))
+
+    def expand(self, rows: torch.Tensor) -> "CTCPrefixScorer":
+        """A scorer whose row i is this one's ``rows[i]`` (beam expansion of a batch)."""
+        out = object.__new__(CTCPrefixScorer)
+        out.__dict__.update(self.__dict__)
+        out.log_probs, out.lengths, out.has_frames = self.log_probs[rows], self.lengths[rows], self.has_frames[rows]
+        return out
+
+    def _end_score(self, state: CTCPrefixState) -> torch.Tensor:
+        """(r,) log-prob that the clip reads exactly the prefix (the eos score)."""
+        last_frame = (self.lengths - 1).clamp(min=0)[:, None]
+        return torch.logaddexp(state.r_nonblank.gather(1, last_frame), state.r_blank.gather(1, last_frame))[:, 0]
+
+    def extend(self, state: CTCPrefixState, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Forward variables and prefix scores of ``prefix + token`` for (r, c) candidate tokens.
+
+        Returns:
+            psi (r, c), r_nonblank (r, c, t), r_blank (r, c, t). Tokens outside the CTC classes
+            (and eos, handled by ``_end_score``) get psi = -inf.
+        """
+        rows, frames = self.log_probs.shape[:2]
+        in_ctc = (tokens >= 0) & (tokens < self.ctc_classes) & (tokens != self.blank)
+        safe = torch.where(in_ctc, tokens, 0)
+        x = self.log_probs.gather(2, safe[:, None, :].expand(rows, frames, safe.shape[1]))  # (r, t, c)
+        x = x.masked_fill(~in_ctc[:, None, :], NEG_INF).transpose(1, 2)  # (r, c, t)
+        x_blank = self.log_probs[:, :, self.blank][:, None, :]  # (r, 1, t)
+        # phi: the prefix ends before frame t+1 in a state from which the new label may start
+        # (a repeated label needs a blank in between).
+        repeat = (tokens == state.last[:, None])[..., None]  # (r, c, 1)
+        phi = torch.logaddexp(state.r_blank[:, None, :],
+                              state.r_nonblank[:, None, :].masked_fill(repeat, NEG_INF))  # (r, c, t)
+        r_n = torch.full_like(x, NEG_INF)
+        r_b = torch.full_like(x, NEG_INF)
+        empty = (state.last < 0)[:, None]  # (r, 1): the label may start at frame 0
+        r_n[:, :, 0] = torch.where(empty, x[:, :, 0], torch.full_like(x[:, :, 0], NEG_INF))
+        psi = r_n[:, :, 0].clone()
+        for t in range(1, frames):
+            r_n[:, :, t] = torch.logaddexp(r_n[:, :, t - 1], phi[:, :, t - 1]) + x[:, :, t]
+            r_b[:, :, t] = torch.logaddexp(r_b[:, :, t - 1], r_n[:, :, t - 1]) + x_blank[:, :, t]
+            psi = torch.logaddexp(psi, phi[:, :, t - 1] + x[:, :, t])
+        return psi, r_n, r_b
+
+    def score(self, state: CTCPrefixState, llm_logits: torch.Tensor
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Joint log-scores (r, v) for every next token: -inf outside each row's candidates.
+
+        Returns:
+            the (r, v) scores and what ``advance`` needs: candidate ids (r, c), their psi (r, c)
+            and forward variables (r, c, t) x 2.
+        """
+        llm = llm_logits.float().log_softmax(dim=-1)  # (r, v)
+        count = min(self.candidates, llm.shape[-1])
+        cand = llm.topk(count, dim=-1).indices  # (r, c)
+        psi, r_n, r_b = self.extend(state, cand)
+        psi = torch.where(cand == self.eos, self._end_score(state)[:, None], psi)
+        # A prefix the CTC already rules out (psi = -inf) cannot be compared: no CTC gain.
+        gain = torch.where(torch.isfinite(state.psi)[:, None], psi - state.psi[:, None], NEG_INF)  # (r, c)
+        joint = (1 - self.weight) * llm.gather(1, cand) + self.weight * gain
+        # A row without CTC frames, or whose CTC gives every candidate zero probability, keeps
+        # the decoder's own scores rather than ending up with nothing to choose.
+        hopeless = ~torch.isfinite(gain).any(dim=1, keepdim=True) | ~self.has_frames[:, None]
+        joint = torch.where(hopeless, llm.gather(1, cand), joint)
+        scores = torch.full_like(llm, NEG_INF).scatter(1, cand, joint)
+        return scores, (cand, psi, r_n, r_b)
+
+    @staticmethod
+    def advance(state: CTCPrefixState, extension: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                rows: torch.Tensor, tokens: torch.Tensor) -> CTCPrefixState:
+        """The state of ``prefix(rows[i]) + tokens[i]``; ``rows``/``tokens`` (r',) from the search."""
+        cand, psi, r_n, r_b = extension
+        cand, psi, r_n, r_b = cand[rows], psi[rows], r_n[rows], r_b[rows]
+        hit = cand == tokens[:, None]  # (r', c)
+        found = hit.any(dim=1)
+        which = hit.float().argmax(dim=1)  # (r',)
+        take = torch.arange(len(rows), device=rows.device)
+        # A token that was not a candidate (eos padding of dead beams, a forced fallback) keeps
+        # the row's old state: its CTC score no longer matters.
+        old = state.select(rows)
+        return CTCPrefixState(
+            torch.where(found[:, None], r_n[take, which], old.r_nonblank),
+            torch.where(found[:, None], r_b[take, which], old.r_blank),
+            torch.where(found, psi[take, which], old.psi),
+            torch.where(found, tokens, old.last),
+        )
