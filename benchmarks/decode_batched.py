@@ -21,7 +21,8 @@ import decode_common as common  # noqa: E402
 from nue_core.generation import GenerationConfig  # noqa: E402
 
 
-def compare(model, audio, batch_size: int, max_new_tokens: int | None = None, ctc_weight: float = 0.0) -> dict:
+def compare(model, audio, batch_size: int, max_new_tokens: int | None = None, ctc_weight: float = 0.0,
+            repeat: int = 1) -> dict:
     """Decode ``audio`` both ways; returns times, ratio, identical flag and token agreement.
 
     With ``ctc_weight`` > 0 the batched path is also timed with joint CTC/decoder scoring (the
@@ -39,13 +40,13 @@ def compare(model, audio, batch_size: int, max_new_tokens: int | None = None, ct
                 out[i] = ids
         return out
 
-    ref, t_ref = common.timed(lambda: [common.reference_decode(model, a, max_new_tokens) for a in audio])
-    new, t_new = common.timed(batched)
+    ref, t_ref = common.timed(lambda: [common.reference_decode(model, a, max_new_tokens) for a in audio], repeat)
+    new, t_new = common.timed(batched, repeat)
     tokens = sum(len(x) for x in new)
     joint = {}
     if ctc_weight > 0:
         _, t_joint = common.timed(lambda: batched(GenerationConfig(repetition_limit=0, max_new_tokens=max_new_tokens,
-                                                                  ctc_weight=ctc_weight)))
+                                                                  ctc_weight=ctc_weight)), repeat)
         joint = {"ctc_weight": ctc_weight, "joint_s": t_joint, "joint_ratio": t_ref / t_joint}
     return {**joint, "utterances": len(audio), "batch_size": batch_size, "reference_s": t_ref, "batched_s": t_new,
             "ratio": t_ref / t_new, "identical": ref == new, "agreement": common.agreement(ref, new),
@@ -85,7 +86,7 @@ def _run(argv: list[str] | None) -> dict:
         has_ctc = getattr(model.bridge, "ctc_blank_id", None) is not None
         ctc_weight = model.config.decode.ctc_weight or (0.5 if args.smoke and has_ctc else 0.0)
         results["tiny"] = compare(model, audio, min(args.batch_size, n), max_new_tokens=6 if args.smoke else None,
-                                  ctc_weight=ctc_weight if has_ctc else 0.0)
+                                  ctc_weight=ctc_weight if has_ctc else 0.0, repeat=1 if args.smoke else args.repeat)
         report("tiny", results["tiny"])
     if args.paper:
         big = common.paper_model(args.paper_layers)

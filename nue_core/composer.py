@@ -92,6 +92,10 @@ def compose(
         ctx.ctc_vocab_size = tokenizer.vocab_size if tokenizer is not None else decoder.vocab_size
         ctx.tokenizer = tokenizer
         bridge = _build(plugins, "bridge", config.bridge, ctx)
+    if config.decode.ctc_weight > 0 and getattr(bridge, "ctc_blank_id", None) is None:
+        raise ConfigError(f"decode.ctc_weight {config.decode.ctc_weight}: joint CTC decoding needs a bridge with a CTC "
+                          f"head, and bridge '{config.bridge.name}' has none (give it one, e.g. ctc_head: true on "
+                          "conv, or set decode.ctc_weight: 0)")
     if tokenizer is not None:
         prefix, postfix = tokenizer.encode(config.prompt.prefix), tokenizer.encode(config.prompt.postfix)
     else:

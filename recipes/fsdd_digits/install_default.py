@@ -39,7 +39,8 @@ A tiny English connected-digit recogniser ("zero" ... "nine"), trained from scra
 
 - Architecture: see `nue.yaml` (log-mel + 4-layer Transformer encoder trained from scratch,
   CTC-compress bridge: one prompt vector per recognised word, 2-layer GPT-NeoX, word-level
-  sentencepiece vocabulary); {params:.2f}M parameters, stored as float16 (loaded into float32).
+  sentencepiece vocabulary; decoded with joint CTC/decoder scoring, `decode.ctc_weight`
+  {ctc_weight}); {params:.2f}M parameters, stored as float16 (loaded into float32).
 - Held-out speaker `{speaker}` ({items} utterances of 1-5 digits): WER {wer:.2%}, CER {cer:.2%}.
 - Training data: Free Spoken Digit Dataset, Zohar Jackson et al., CC BY-SA 4.0 (commit {commit}).
 - Example recordings: `examples/` (see its README for attribution).
@@ -86,8 +87,11 @@ def install(model_dir: Path, test_manifest: Path, target: Path, results: dict) -
     speaker = results.get("test_speaker", "?")
     (examples / "README.md").write_text(
         ATTRIBUTION.format(commit=FSDD_COMMIT, speaker=speaker, rows="\n".join(rows)), encoding="utf-8")
+    import yaml
+
+    ctc_weight = (yaml.safe_load((model_dir / "nue.yaml").read_text(encoding="utf-8")).get("decode") or {}).get("ctc_weight", 0.0)
     (tmp / "README.md").write_text(MODEL_README.format(
-        params=params / 1e6, speaker=speaker, items=results.get("items", 0), wer=results.get("wer", float("nan")),
+        ctc_weight=ctc_weight, params=params / 1e6, speaker=speaker, items=results.get("items", 0), wer=results.get("wer", float("nan")),
         cer=results.get("cer", float("nan")), commit=FSDD_COMMIT), encoding="utf-8")
     replace_folder(tmp, target)
     print(f"installed the default model in {target}")

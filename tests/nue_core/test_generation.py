@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nue_core.composer import compose
+from nue_core.errors import ConfigError
 from nue_core.generation import GenerationConfig, is_looping
 from tests.conftest import make_audio, tiny_config
 
@@ -112,3 +113,6 @@ def test_joint_ctc_decoding_needs_a_ctc_head():
     wave, lens = make_audio([0.5], seed=5)
     with pytest.raises(ValueError, match="no CTC head"):
         model.generate(wave, lens, GenerationConfig(ctc_weight=0.3))
+    with pytest.raises(ConfigError, match="decode.ctc_weight 0.5: joint CTC decoding needs a bridge with a CTC head"):
+        compose({**tiny_config(bridge="conv"), "decode": {"ctc_weight": 0.5}})
+    assert compose({**tiny_config(bridge="conv+ctc"), "decode": {"ctc_weight": 0.5}}).config.decode.ctc_weight == 0.5

@@ -94,7 +94,8 @@ def test_shipped_paper_ablation_grid_expands(tmp_path):
     assert set(cells) == {"ctc-compress", "conv", "no-ctc", "gpt-frozen", "gpt-lora", "hubert", "wav2vec2"}
     assert cells["ctc-compress"].model_config.bridge.name == "ctc-compress" and cells["conv"].model_config.bridge.name == "conv"
     assert cells["gpt-lora"].model_config.decoder.uses_lora() and not cells["gpt-frozen"].model_config.decoder.trainable
-    assert cells["no-ctc"].model_config.ctc_weight == 0 and cells["wav2vec2"].model_config.encoder.name == "wav2vec2"
+    assert cells["no-ctc"].model_config.ctc_weight == 0 and cells["no-ctc"].model_config.decode.ctc_weight == 0
+    assert cells["ctc-compress"].model_config.decode.ctc_weight > 0 and cells["wav2vec2"].model_config.encoder.name == "wav2vec2"
     assert cells["hubert"].model_config.encoder.options["config"]["hidden_size"] == 144
 
 
