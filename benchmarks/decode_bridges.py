@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     audio, _ = common.clips(n, seed=321)
     results = {}
     for preset, bridge in (("tiny", "conv"), ("tiny-ctc-compress", "ctc-compress")):
-        model, desc = common.tiny_model(args.smoke, args.train_steps, preset=preset)
+        # The presets themselves (same encoder and decoder, only the bridge differs), not the default model.
+        model, desc = common.tiny_model(args.smoke, args.train_steps, preset=preset, use_default=False)
         results[bridge] = measure(model, audio, args.batch_size, max_new_tokens=6 if args.smoke else None)
         report(f"{bridge}: {desc}", results[bridge])
     print(f"ctc-compress / conv prompt length: {results['ctc-compress']['vectors_per_s'] / results['conv']['vectors_per_s']:.2f}; "

@@ -72,14 +72,19 @@ def train_tiny(preset: str = "tiny", steps: int = 300, seed: int = 0, log: Calla
     return model.eval()
 
 
-def tiny_model(smoke: bool, steps: int, preset: str = "tiny", log: Callable[[str], None] = print) -> tuple[SpeechLM, str]:
-    """(model, description) for the tiny recipe benchmarks."""
+def tiny_model(smoke: bool, steps: int, preset: str = "tiny", log: Callable[[str], None] = print,
+               use_default: bool = True) -> tuple[SpeechLM, str]:
+    """(model, description) for the tiny recipe benchmarks.
+
+    ``use_default``: return the embedded default model for ``tiny`` when it exists; False when
+    the preset's own architecture matters (e.g. comparing bridges).
+    """
     from nue_core.checkpoint import DEFAULT_MODEL_DIR, load
 
     if smoke:
         torch.manual_seed(0)
         return compose(preset).eval(), f"{preset} preset, random weights (smoke)"
-    if preset == "tiny" and (DEFAULT_MODEL_DIR / "nue.yaml").exists():
+    if use_default and preset == "tiny" and (DEFAULT_MODEL_DIR / "nue.yaml").exists():
         return load("default"), "embedded default model (nue_core/default_model)"
     desc = f"{preset} preset trained {steps} steps on FSDD digits"
     # Training takes minutes on 2 busy cores: keep the result for the other benchmark scripts.

@@ -55,10 +55,12 @@ class LogMel(nn.Module):
         frames = frame_lengths(lengths, self.win, self.hop)
         if waveforms.shape[1] < self.win:
             return waveforms.new_zeros(waveforms.shape[0], 0, self.bank.shape[1]), frames
-        spec = torch.stft(waveforms.float(), self.n_fft, self.hop, self.win, self.window, center=False,
+        # Features are computed in float32 whatever the model's dtype (a bfloat16 FFT and log lose
+        # too much); the buffers may have been cast along with the model.
+        spec = torch.stft(waveforms.float(), self.n_fft, self.hop, self.win, self.window.float(), center=False,
                           return_complex=True)  # (b, freq, n)
         power = spec.abs().pow(2).transpose(1, 2)  # (b, n, freq)
-        feats = torch.log(power @ self.bank + 1e-6)  # (b, n, m)
+        feats = torch.log(power @ self.bank.float() + 1e-6)  # (b, n, m)
         return normalize(feats, frames, per_bin=self.normalization == "mel-bin"), frames
 
 

@@ -102,3 +102,17 @@ def test_bad_options_are_named():
     with pytest.raises(ConfigError, match="divisible"):
         compose({"encoder": {"name": "fbank", "hidden_size": 30, "num_heads": 4}, "bridge": "conv",
                  "decoder": {"name": "llama", "tokenizer": "byte", "config": TINY_DECODER_CONFIGS["llama"]}})
+
+
+def test_encoder_runs_in_bfloat16_with_float32_features():
+    """`--dtype bfloat16` casts the whole model, buffers included; features stay float32 inside."""
+    model = compose({"encoder": {"name": "fbank", **TINY}, "bridge": {"name": "conv", **TINY_BRIDGES["conv+ctc"]},
+                     "decoder": {"name": "gpt-neox", "tokenizer": "byte", "config": TINY_DECODER_CONFIGS["gpt-neox"]}})
+    enc = model.encoder.eval()
+    wave, lens = make_audio([0.9, 0.5])
+    with torch.no_grad():
+        reference = enc(wave, lens).hidden
+        enc.to(torch.bfloat16)
+        low = enc(wave.to(torch.bfloat16), lens).hidden
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), reference, atol=0.15)
