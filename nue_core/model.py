@@ -182,7 +182,7 @@ class SpeechLM(nn.Module):
         blank = getattr(self.bridge, "ctc_blank_id", None)
         if speech.ctc_logits is None or speech.ctc_lengths is None or blank is None:
             raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has no CTC head; "
-                             "compose it with one (e.g. conv with ctc: true, or ctc-compress) or decode with ctc_weight 0")
+                             "compose it with one (e.g. conv with ctc_head: true, or ctc-compress) or decode with ctc_weight 0")
         from nue_core.ctc_prefix import CTCPrefixScorer
 
         assert self.tokenizer is not None

@@ -2,8 +2,9 @@
 random equalisation (a smooth random frequency response: microphone and room colouring) and
 additive noise at a random signal-to-noise ratio.
 
-With few training speakers, the last two matter most: a new voice usually also comes through a
-new microphone and room, and a model that has only heard three channels learns them as cues.
+With few training speakers the last two help: a new voice usually also comes through a new
+microphone and room, and a model that has only heard three channels learns them as cues (the FSDD
+recipe's README has the measurements).
 
 Randomness comes from a generator the caller derives from ``(seed, step, item)``, so an augmented
 batch is the same whether or not the run was interrupted and resumed in between.
