@@ -37,12 +37,16 @@ class AugmentConfig(BaseModel):
         None, description="add white noise at a signal-to-noise ratio (dB, against the clip's RMS) drawn from [low, high]"
     )
     noise_prob: float = Field(0.5, ge=0.0, le=1.0, description="chance that noise is added to an augmented utterance")
+    lowpass_hz: tuple[float, float] | None = Field(
+        None, description="low-pass the clip at a cutoff (Hz) drawn from [low, high]: a band-limited channel"
+    )
+    lowpass_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance that an augmented utterance is low-passed")
     prob: float = Field(1.0, ge=0.0, le=1.0, description="chance that an utterance is augmented at all")
 
     @property
     def enabled(self) -> bool:
         return (bool(self.speed) or self.speed_range is not None or self.gain_db is not None
-                or bool(self.eq_db) or self.noise_snr_db is not None)
+                or bool(self.eq_db) or self.noise_snr_db is not None or self.lowpass_hz is not None)
 
 
 def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int) -> np.ndarray:
@@ -83,6 +87,17 @@ def random_eq(wave: np.ndarray, std_db: float, rng: np.random.Generator) -> np.n
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+def low_pass(wave: np.ndarray, cutoff_hz: float, sample_rate: int, rolloff_hz: float = 300.0) -> np.ndarray:
+    """Remove what lies above ``cutoff_hz`` (a raised-cosine roll-off ``rolloff_hz`` wide, zero phase); (s,) kept."""
+    if len(wave) < 2:
+        return wave
+    spectrum = np.fft.rfft(wave)
+    freqs = np.fft.rfftfreq(len(wave), 1.0 / sample_rate)
+    ramp = np.clip((freqs - cutoff_hz) / rolloff_hz, 0.0, 1.0)
+    out = np.fft.irfft(spectrum * 0.5 * (1.0 + np.cos(np.pi * ramp)), n=len(wave))
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
 def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """Add white Gaussian noise ``snr_db`` below the clip's RMS level; shape (s,) kept."""
     rms = float(np.sqrt(np.mean(wave**2))) if len(wave) else 0.0
@@ -102,6 +117,8 @@ def augment(wave: np.ndarray, config: AugmentConfig, rng: np.random.Generator, s
         wave = speed_perturb(wave, float(config.speed[rng.integers(len(config.speed))]), sample_rate)
     if config.eq_db:
         wave = random_eq(wave, config.eq_db, rng)
+    if config.lowpass_hz is not None and rng.random() < config.lowpass_prob:
+        wave = low_pass(wave, float(rng.uniform(*config.lowpass_hz)), sample_rate)
     if config.noise_snr_db is not None and rng.random() < config.noise_prob:
         wave = add_noise(wave, float(rng.uniform(*config.noise_snr_db)), rng)
     if config.gain_db is not None:

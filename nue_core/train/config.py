@@ -68,7 +68,7 @@ class TrainConfig(BaseModel):
     def _check(self) -> "TrainConfig":
         if self.augment.speed_range is not None and not 0 < self.augment.speed_range[0] <= self.augment.speed_range[1]:
             raise ValueError("augment.speed_range must be [low, high] with 0 < low <= high")
-        for name in ("gain_db", "noise_snr_db"):
+        for name in ("gain_db", "noise_snr_db", "lowpass_hz"):
             bounds = getattr(self.augment, name)
             if bounds is not None and bounds[0] > bounds[1]:
                 raise ValueError(f"augment.{name} must be [low, high] with low <= high")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nue_core.data.augment import AugmentConfig, add_noise, apply_gain, augment, random_eq, speed_perturb
+from nue_core.data.augment import AugmentConfig, add_noise, apply_gain, augment, low_pass, random_eq, speed_perturb
 from nue_core.data.batching import make_batches, pad_waveforms, shard_batches
 from nue_core.errors import ConfigError
 
@@ -109,3 +109,15 @@ def test_inverted_noise_bounds_are_rejected() -> None:
 
     with pytest.raises(ConfigError, match="noise_snr_db"):
         TrainConfig.from_dict({"augment": {"noise_snr_db": [20, 5]}})
+
+
+def test_low_pass_removes_the_band_above_the_cutoff() -> None:
+    wave = np.random.default_rng(2).normal(0, 0.1, 16000).astype(np.float32)
+    out = low_pass(wave, 2000.0, 16000)
+    assert out.shape == wave.shape and out.dtype == np.float32
+    assert _band_energy(out, 2400, 8001) < 1e-6 * _band_energy(wave, 2400, 8001)
+    assert np.isclose(_band_energy(out, 0, 1900), _band_energy(wave, 0, 1900), rtol=1e-3)
+    config = AugmentConfig(lowpass_hz=(1000.0, 3000.0), lowpass_prob=1.0)
+    assert config.enabled
+    assert np.array_equal(augment(wave, config, np.random.default_rng(3), 16000),
+                          augment(wave, config, np.random.default_rng(3), 16000))
