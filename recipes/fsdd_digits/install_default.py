@@ -34,7 +34,8 @@ training (the default model never heard this voice).
 MODEL_README = """# nue-asr embedded default model
 
 A tiny English connected-digit recogniser ("zero" ... "nine"), trained from scratch on CPU by
-`python recipes/fsdd_digits/run.py --install-default` on three FSDD speakers. It exists so that
+`python recipes/fsdd_digits/run.py --install-default` on three FSDD speakers (plus synthetic
+eSpeak NG voices). It exists so that
 `nue transcribe` works right after install, with no download; it knows only the ten digit words.
 
 - Architecture: see `nue.yaml` (log-mel + 4-layer Transformer encoder trained from scratch,
