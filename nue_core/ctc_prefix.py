@@ -138,11 +138,12 @@ class CTCPrefixScorer:
         psi = torch.where(cand == self.eos, self._end_score(state)[:, None], psi)
         # A prefix the CTC already rules out (psi = -inf) cannot be compared: no CTC gain.
         gain = torch.where(torch.isfinite(state.psi)[:, None], psi - state.psi[:, None], NEG_INF)  # (r, c)
-        joint = (1 - self.weight) * llm.gather(1, cand) + self.weight * gain
+        llm_cand = llm.gather(1, cand)  # (r, c)
+        joint = (1 - self.weight) * llm_cand + self.weight * gain
         # A row without CTC frames, or whose CTC gives every candidate zero probability, keeps
         # the decoder's own scores rather than ending up with nothing to choose.
         hopeless = ~torch.isfinite(gain).any(dim=1, keepdim=True) | ~self.has_frames[:, None]
-        joint = torch.where(hopeless, llm.gather(1, cand), joint)
+        joint = torch.where(hopeless, llm_cand, joint)
         scores = torch.full_like(llm, NEG_INF).scatter(1, cand, joint)
         return scores, (cand, psi, r_n, r_b)
 

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 import typer
 
+from nue_core.cli import _decode_options as opt
 from nue_core.cli import app
 from nue_core.errors import NueError
 
@@ -24,17 +25,13 @@ def evaluate(
     manifest: Path = typer.Argument(..., help="JSONL manifest or Kaldi data folder with transcripts"),
     language: str = typer.Option("auto", "--language", "-l", help="ja | en | none | auto (detect from references)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for results.jsonl and summary.json"),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
-    num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
-    ctc_weight: Optional[float] = typer.Option(
-        None, "--ctc-weight", help="joint CTC/decoder scoring weight 0..1 (bridges with a CTC head; default: the model's decode.ctc_weight)"
-    ),
-    max_new_tokens: Optional[int] = typer.Option(
-        None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
-    ),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on a terminal"),
+    batch_size: opt.BatchSize = 16,
+    num_beams: opt.NumBeams = 1,
+    ctc_weight: opt.CTCWeight = None,
+    max_new_tokens: opt.MaxNewTokens = None,
+    device: opt.Device = None,
+    dtype: opt.DType = None,
+    progress: opt.Progress = True,
 ) -> None:
     """Score a model on a manifest: CER, WER, real-time factor."""
     from nue_core.data.manifest import read_manifest

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from nue_core.cli import _decode_options as opt
 from nue_core.cli import app
 from nue_core.errors import NueError
 
@@ -23,17 +24,13 @@ def transcribe(
     manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="JSONL manifest or Kaldi data folder"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write results here (default: stdout)"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | tsv | jsonl (default: from --output's suffix)"),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="clips decoded together"),
-    num_beams: int = typer.Option(1, "--num-beams", min=1, help="1 = greedy"),
-    ctc_weight: Optional[float] = typer.Option(
-        None, "--ctc-weight", help="joint CTC/decoder scoring weight 0..1 (bridges with a CTC head; default: the model's decode.ctc_weight)"
-    ),
-    max_new_tokens: Optional[int] = typer.Option(
-        None, "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
-    ),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved)"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on a terminal"),
+    batch_size: opt.BatchSize = 16,
+    num_beams: opt.NumBeams = 1,
+    ctc_weight: opt.CTCWeight = None,
+    max_new_tokens: opt.MaxNewTokens = None,
+    device: opt.Device = None,
+    dtype: opt.DType = None,
+    progress: opt.Progress = True,
 ) -> None:
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
     from nue_core.checkpoint import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME

@@ -1,0 +1,24 @@
+"""Decoding options shared by ``nue transcribe`` and ``nue evaluate`` (one definition, one help text).
+
+Each is an ``Annotated`` type: a verb declares ``batch_size: BatchSize = 16`` and typer reads the
+option's flags and help from here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="clips decoded together")]
+NumBeams = Annotated[int, typer.Option("--num-beams", min=1, help="1 = greedy")]
+CTCWeight = Annotated[Optional[float], typer.Option(
+    "--ctc-weight",
+    help="joint CTC/decoder scoring weight 0..1 (bridges with a CTC head; default: the model's decode.ctc_weight)",
+)]
+MaxNewTokens = Annotated[Optional[int], typer.Option(
+    "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
+)]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)")]
+DType = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 (default: as saved)")]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on a terminal")]
