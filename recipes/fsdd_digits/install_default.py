@@ -43,6 +43,7 @@ eSpeak NG voices). It exists so that
   sentencepiece vocabulary; decoded with joint CTC/decoder scoring, `decode.ctc_weight`
   {ctc_weight}); {params:.2f}M parameters, stored as float16 (loaded into float32).
 - Held-out speaker `{speaker}` ({items} utterances of 1-5 digits): WER {wer:.2%}, CER {cer:.2%}.
+  Other voices differ widely: `recipes/fsdd_digits/README.md` holds each speaker out in turn.
 - Training data: Free Spoken Digit Dataset, Zohar Jackson et al., CC BY-SA 4.0 (commit {commit}).
 - Example recordings: `examples/` (see its README for attribution).
 """
