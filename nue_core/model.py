@@ -175,14 +175,24 @@ class SpeechLM(nn.Module):
         search = beam_search if config.num_beams > 1 or config.force_beam_search else greedy
         return search(self.decoder, packed, limits, config, self.tokenizer.eos_id, self._ctc_scorer(speech, config))
 
+    def check_generation(self, config: GenerationConfig) -> None:
+        """Raise ValueError when ``config`` asks for joint CTC scoring and the bridge has no CTC head.
+
+        ``generate`` checks this itself; batch front ends call it before the first batch.
+        """
+        if config.ctc_weight > 0 and getattr(self.bridge, "ctc_blank_id", None) is None:
+            raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has no CTC head; "
+                             "compose it with one (e.g. conv with ctc_head: true, or ctc-compress) or decode with ctc_weight 0")
+
     def _ctc_scorer(self, speech: BridgeOutput, config: GenerationConfig) -> CTCPrefixScorer | None:
         """The joint-decoding scorer when ``config.ctc_weight`` > 0 (the bridge must have a CTC head)."""
         if config.ctc_weight <= 0:
             return None
-        blank = getattr(self.bridge, "ctc_blank_id", None)
-        if speech.ctc_logits is None or speech.ctc_lengths is None or blank is None:
-            raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has no CTC head; "
-                             "compose it with one (e.g. conv with ctc_head: true, or ctc-compress) or decode with ctc_weight 0")
+        self.check_generation(config)
+        blank = self.bridge.ctc_blank_id  # type: ignore[attr-defined]  # present: checked above
+        if speech.ctc_logits is None or speech.ctc_lengths is None:
+            raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has a CTC "
+                             "blank id but returned no CTC logits")
         from nue_core.ctc_prefix import CTCPrefixScorer
 
         assert self.tokenizer is not None

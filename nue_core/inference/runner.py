@@ -73,9 +73,10 @@ def run_transcription(
         model = load(model_source)
         generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
                                                 ctc_weight=options.ctc_weight)
-        if generation.ctc_weight > 0 and getattr(model.bridge, "ctc_blank_id", None) is None:
-            raise NueError(f"--ctc-weight {generation.ctc_weight}: {model_source}'s bridge "
-                           f"({type(model.bridge).__name__}) has no CTC head")
+        try:  # before the first batch: otherwise every batch would fail alike
+            model.check_generation(generation)
+        except ValueError as exc:
+            raise NueError(f"{model_source}: {exc}") from None
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
                                   device=device, dtype=options.dtype)
         mine = shard(inputs, info)
