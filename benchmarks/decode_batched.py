@@ -5,6 +5,7 @@ identical (token ids, greedy, no repetition guard, since the released code had n
 
     python benchmarks/decode_batched.py                 # tiny recipe model, 64 FSDD utterances
     python benchmarks/decode_batched.py --paper         # + paper-size random-weight model
+    python benchmarks/decode_batched.py --only-paper    # the paper-size model alone (implies --paper)
     python benchmarks/decode_batched.py --smoke         # seconds: random tiny model, 8 utterances
 """
 
@@ -73,8 +74,10 @@ def _run(argv: list[str] | None) -> dict:
     parser = common.bench_parser(__doc__)
     parser.add_argument("--paper-utterances", type=int, default=4)
     parser.add_argument("--paper-tokens", type=int, default=4, help="tokens per utterance on the paper model")
-    parser.add_argument("--only-paper", action="store_true", help="skip the tiny model")
+    parser.add_argument("--only-paper", action="store_true", help="only the paper-size model (implies --paper)")
     args = parser.parse_args(argv)
+    # --only-paper alone used to skip the tiny model and run nothing else: it asks for the paper model.
+    args.paper = args.paper or args.only_paper
     n = 8 if args.smoke else args.utterances
     results = {}
     print(f"threads: {torch.get_num_threads()}")

@@ -69,6 +69,7 @@ def train_tiny(preset: str = "tiny", steps: int = 300, seed: int = 0, log: Calla
         loss.backward()
         opt.step()
     log(f"trained {preset} for {steps} steps in {time.perf_counter() - start:.0f} s (last loss {loss.item():.3f})")
+    model.is_trained = True  # its own loop trained it: save_model records that, transcribing does not warn
     return model.eval()
 
 

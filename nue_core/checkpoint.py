@@ -2,6 +2,10 @@
 
 Writes go to a temporary sibling folder that is renamed into place, so a crash mid-save never
 leaves a half-written model. Loading reads only YAML and safetensors: no pickle, no remote code.
+
+Whether the weights were trained is recorded in the safetensors header (``TRAINED_KEY``):
+``save_model`` writes ``SpeechLM.is_trained``, training writes "true", and a folder saved before
+the marker existed counts as trained.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from nue_core.composer import compose, export_config
 from nue_core.config import ModelConfig, read_yaml_mapping
 from nue_core.errors import CheckpointError
+from nue_core.hub import fetch_checkpoint, is_hub_id, looks_like_local_path  # fetch_checkpoint: also imported from here
 from nue_core.model import SpeechLM
 from nue_core.plugins import PluginSet, get_plugins
 
@@ -27,18 +32,48 @@ WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL_NAME = "default"
 # The embedded default: the FSDD digit recipe's model, shipped inside the package (see recipes/).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+# safetensors header entry saying whether the weights were trained ("true" / "false").
+TRAINED_KEY = "nue.trained"
 
 
-def save_model(model: SpeechLM, folder: Path | str) -> Path:
-    """Write ``model`` to ``folder`` atomically (replacing an existing model folder)."""
+def weights_metadata(trained: bool) -> dict[str, str]:
+    """The safetensors header of a model's weights: torch format plus the trained marker."""
+    return {"format": "pt", TRAINED_KEY: "true" if trained else "false"}
+
+
+def read_trained(path: Path) -> bool:
+    """The trained marker of a safetensors file; True when absent (folders saved before it existed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError):
+        return True  # reading the weights themselves reports the damage
+    return metadata.get(TRAINED_KEY, "true") != "false"
+
+
+def save_model(model: SpeechLM, folder: Path | str, trained: bool | None = None) -> Path:
+    """Write ``model`` to ``folder`` atomically (replacing an existing model folder).
+
+    Args:
+        model: the model; ``load(folder)`` rebuilds it.
+        folder: the model folder to write (``nue.yaml``, ``model.safetensors``, tokenizer files).
+        trained: record the weights as trained or not (default: ``model.is_trained``); an
+            untrained model warns when it transcribes.
+
+    Returns:
+        ``folder``.
+    """
     folder = Path(folder)
+    trained = getattr(model, "is_trained", False) if trained is None else trained
     folder.parent.mkdir(parents=True, exist_ok=True)
     if any(p.is_meta for p in model.parameters()):
         raise CheckpointError("this model was composed with describe=True (meta device) and has no weights to save")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         export_config(model, tmp).save(tmp / CONFIG_FILE)
-        save_state_dict(model.state_dict(), tmp / WEIGHTS_FILE)
+        save_state_dict(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(trained))
         replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,6 +140,7 @@ def load_model_folder(folder: Path, plugins: PluginSet | None = None) -> SpeechL
             f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: "
             f"missing {_few(missing)}, unexpected {_few(unexpected)}"
         )
+    model.is_trained = read_trained(folder / WEIGHTS_FILE)
     return model.eval()
 
 
@@ -112,12 +148,13 @@ ADAPTER_CONFIG = "adapter.yaml"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 
 
-def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path) -> Path:
+def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path, trained: bool = True) -> Path:
     """Save only what training changed: the trainable parameters (LoRA adapters, new heads).
 
     ``adapter.yaml`` names the ``base`` model (a folder or preset ``load`` accepts) and the full
     config; ``adapter.safetensors`` holds the trainable tensors. ``load(folder)`` rebuilds the
-    base, applies the config (injecting LoRA) and loads the tensors.
+    base, applies the config (injecting LoRA) and loads the tensors. ``trained``: what the folder
+    records (an adapter is saved after training, so True unless you say otherwise).
     """
     import yaml
 
@@ -129,7 +166,7 @@ def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path) -> Path:
     try:
         meta = {"base": base_text, "config": model.config.model_dump(mode="json", exclude_none=True)}
         (tmp / ADAPTER_CONFIG).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
-        save_state_dict(tensors, tmp / ADAPTER_WEIGHTS)
+        save_state_dict(tensors, tmp / ADAPTER_WEIGHTS, weights_metadata(trained))
         replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -151,6 +188,7 @@ def load_adapter_folder(folder: Path, plugins: PluginSet | None = None, **kwargs
     if unknown:
         raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: tensors the model does not have: {_few(unknown)}")
     model.load_state_dict(state, strict=False)
+    model.is_trained = read_trained(folder / ADAPTER_WEIGHTS)
     return model.eval()
 
 
@@ -159,16 +197,24 @@ def _few(names: list[str]) -> str:
 
 
 def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any) -> SpeechLM:
-    """Load a model: a saved model folder, a folder in a layout a plugin knows, or a preset name.
+    """Load a model: a saved model folder, a folder in a layout a plugin knows, a preset name, or a
+    Hugging Face repository id holding either kind of folder.
 
     Args:
-        source: path to a folder, a preset name from registry.yaml, or "default" for the
-            embedded default model (English connected digits, trained by recipes/fsdd_digits).
+        source: path to a folder; a preset name from registry.yaml (random weights); "default"
+            for the embedded default model (English connected digits, trained by
+            recipes/fsdd_digits); a registry ``checkpoints`` name such as "nue-asr"; or a hub id
+            ``org/name`` (a string that is no local path: fetched once into the Hugging Face
+            cache, found there offline). A ``Path`` is always local.
         plugins: plugin set to build with (default: the installed plugins).
         kwargs: passed to a foreign-layout loader (e.g. dtype).
+
+    Returns:
+        the model in eval mode; ``is_trained`` says whether its weights were trained.
     """
     plugins = plugins or get_plugins()
-    if str(source) == DEFAULT_MODEL_NAME:
+    text = str(source)
+    if text == DEFAULT_MODEL_NAME:
         if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
             raise CheckpointError(
                 f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; "
@@ -177,37 +223,34 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
         return load_model_folder(DEFAULT_MODEL_DIR, plugins)
     path = Path(source).expanduser()
     if path.is_dir():
-        if (path / CONFIG_FILE).exists():
-            return load_model_folder(path, plugins)
-        if (path / ADAPTER_CONFIG).exists():
-            return load_adapter_folder(path, plugins, **kwargs)
-        for loader in plugins.loaders:
-            if loader.detect(path):
-                return loader.load(path, **kwargs)
-        raise CheckpointError(
-            f"{path}: not a model folder (no {CONFIG_FILE}) and no installed loader recognises it; "
-            f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}"
-        )
-    if str(source) in plugins.presets:
-        return compose(str(source), plugins=plugins).eval()
-    if str(source) in plugins.checkpoints:
-        return load(fetch_checkpoint(plugins.checkpoints[str(source)]), plugins=plugins, **kwargs)
+        return load_folder(path, plugins, **kwargs)
+    if text in plugins.presets:
+        return compose(text, plugins=plugins).eval()  # random weights: is_trained stays False
+    if text in plugins.checkpoints:
+        return load_folder(fetch_checkpoint(plugins.checkpoints[text], name=text), plugins, **kwargs)
+    if not isinstance(source, Path) and is_hub_id(text):  # is_hub_id refuses anything path-like
+        return load_folder(fetch_checkpoint(text), plugins, **kwargs)
+    if path.exists():
+        raise CheckpointError(f"{path}: a file, not a model folder (a folder with {CONFIG_FILE}, or a released layout)")
+    if isinstance(source, Path) or "/" in text or "\\" in text or looks_like_local_path(text):
+        raise CheckpointError(f"{path}: no such model folder")
     names = sorted([*plugins.presets, *plugins.checkpoints, DEFAULT_MODEL_NAME])
-    raise CheckpointError(f"'{source}' is neither a model folder nor a known name; known: {', '.join(names)}")
+    raise CheckpointError(f"'{source}' is neither a model folder nor a known name (nor a hub id org/name); "
+                          f"known: {', '.join(names)}")
 
 
-def fetch_checkpoint(hub_id: str) -> Path:
-    """A local folder for a trained checkpoint's hub id (downloaded once into the HF cache).
-
-    Only weights (safetensors preferred), configs and tokenizer files are fetched; nothing in the
-    folder is executed.
-    """
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(hub_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
-    except Exception as exc:  # offline, unknown repo, no permission: one clear message
-        raise CheckpointError(
-            f"cannot fetch '{hub_id}' ({type(exc).__name__}: {exc}); download it where the hub is "
-            "reachable and pass the local folder instead"
-        ) from None
+def load_folder(path: Path, plugins: PluginSet, **kwargs: Any) -> SpeechLM:
+    """A model from a local folder: a saved model, an adapter, or a layout a loader plugin knows."""
+    if (path / CONFIG_FILE).exists():
+        return load_model_folder(path, plugins)
+    if (path / ADAPTER_CONFIG).exists():
+        return load_adapter_folder(path, plugins, **kwargs)
+    for loader in plugins.loaders:
+        if loader.detect(path):
+            model = loader.load(path, **kwargs)
+            model.is_trained = True  # a foreign layout is a released checkpoint: trained weights
+            return model
+    raise CheckpointError(
+        f"{path}: not a model folder (no {CONFIG_FILE}) and no installed loader recognises it; "
+        f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}"
+    )

@@ -70,8 +70,11 @@ class PromptSpec(BaseModel):
 class DecodeSpec(BaseModel):
     """The model's own decoding defaults (a run may still override them).
 
-    Defaults are the released Nue-ASR's: at least 2 new tokens, at most
-    ``int(tokens_per_second * seconds + extra_tokens + 0.5)``.
+    Limits are the released Nue-ASR's: at least 2 new tokens, at most
+    ``int(tokens_per_second * seconds + extra_tokens + 0.5)``. The loop guard is nue's own: the
+    released code had none (a released folder loads with ``repetition_limit: 0``), but a model
+    trained here stops an output that repeats one short n-gram 12 times, since such an output is
+    a decoding loop, not speech, and would otherwise run to the limit (time and insertions).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -79,6 +82,10 @@ class DecodeSpec(BaseModel):
     min_new_tokens: int = Field(2, ge=0, description="eos is not allowed before this many tokens")
     tokens_per_second: float = Field(4.0, gt=0, description="max new tokens per second of audio")
     extra_tokens: int = Field(20, ge=0, description="max new tokens added to every clip")
+    repetition_limit: int = Field(
+        12, ge=0,
+        description="stop an output that ends in one n-gram (n <= 4) repeated this many times (loop guard); 0 = off",
+    )
     ctc_weight: float = Field(
         0.0, ge=0.0, le=1.0,
         description="joint CTC/decoder scoring weight (needs a bridge CTC head over the decoder vocabulary); 0 = decoder alone",

@@ -26,7 +26,8 @@ class GenerationConfig:
             released Nue-ASR did: ``int(tokens_per_second * seconds + extra_tokens + 0.5)``.
         min_new_tokens: eos is forbidden before this many tokens (the released model used 2).
         repetition_limit: stop an item whose output ends in the same n-gram (n <= 4) repeated this
-            many times (a guard against loops); 0 disables.
+            many times (a guard against loops); 0 disables. 12 here and in ``DecodeSpec``; a
+            released Nue-ASR folder's ``decode`` says 0, as the released code had no guard.
         length_penalty: beam scores are summed log-probs / length ** length_penalty.
         ctc_weight: joint CTC/decoder scoring weight in [0, 1] (``nue_core.ctc_prefix``); needs a
             bridge with a CTC head over the decoder vocabulary; 0 = the decoder alone.
@@ -46,10 +47,16 @@ class GenerationConfig:
 
     @classmethod
     def for_model(cls, model_config, **overrides) -> "GenerationConfig":  # type: ignore[no-untyped-def]
-        """The model config's decoding defaults (``decode:``), with explicit overrides on top."""
+        """The model config's decoding defaults (``decode:``), with explicit overrides on top.
+
+        Build from the model, not ``GenerationConfig()``, wherever a run should decode as the model
+        is meant to: the dataclass defaults are those of nue's own models, not the model's own.
+        Overrides that are None keep the model's value.
+        """
         decode = model_config.decode
         values = {"min_new_tokens": decode.min_new_tokens, "tokens_per_second": decode.tokens_per_second,
-                  "extra_tokens": decode.extra_tokens, "ctc_weight": decode.ctc_weight}
+                  "extra_tokens": decode.extra_tokens, "ctc_weight": decode.ctc_weight,
+                  "repetition_limit": decode.repetition_limit}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

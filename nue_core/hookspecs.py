@@ -12,7 +12,9 @@ Each hook receives a ``register`` callback:
              shared_defaults={"freeze": ["upstream"]})
 
 ``shared_defaults`` sets the component's own defaults for the shared part fields (trainable,
-freeze, lora), used wherever a config leaves them unset.
+freeze, lora), used wherever a config leaves them unset. ``unavailable="why; how to fix"`` marks
+a component that cannot be built in this environment (a missing extra); ``nue plugins`` shows it,
+while ``description`` stays the same everywhere (the config reference is generated from it).
 
 ``factory(options, ctx)`` gets the validated options model instance and a
 ``nue_core.registry.BuildContext`` (sizes supplied by the composer, whether to read weights,

@@ -50,6 +50,12 @@ class SpeechLM(nn.Module):
         encoder, bridge, decoder: built parts (see ``nue_core.protocols``).
         config: the resolved configuration the parts were built from.
         prefix_ids, postfix_ids: prompt token ids before and after the speech vectors.
+
+    Attributes:
+        is_trained: whether the weights as a whole were trained. False for a freshly composed
+            model (even from pretrained encoder and decoder checkpoints, the bridge is random);
+            ``nue_core.checkpoint`` sets it from the saved folder, and transcription warns when
+            it is False. Set it to True after training the model yourself.
     """
 
     def __init__(
@@ -68,6 +74,7 @@ class SpeechLM(nn.Module):
         self.config = config
         self.prefix_ids = list(prefix_ids)
         self.postfix_ids = list(postfix_ids)
+        self.is_trained = False
 
     @property
     def tokenizer(self):  # type: ignore[no-untyped-def]

@@ -1,7 +1,9 @@
 """Plugin manager: every plugin, first-party included, comes from the entry-point group ``nue``.
 
 A plugin that fails to import or to register is recorded with its name and error in
-``PluginSet.broken`` and skipped; the others still load.
+``PluginSet.broken`` and skipped; the others still load. An installed package that does not load
+(torchaudio built for another torch) is settled before any plugin is imported, so it cannot take
+a plugin down; what is wrong with it is kept, one line each, in ``PluginSet.problems``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from nue_core import hookspecs
 from nue_core.config import read_yaml_mapping
 from nue_core.errors import ConfigError, NueError
 from nue_core.registry import KINDS, ComponentEntry, NoOptions, Registry
+from nue_core.torchaudio_guard import guard_torchaudio
 
 ENTRY_POINT_GROUP = "nue"
 _HOOK_KIND = {"register_encoders": "encoder", "register_bridges": "bridge", "register_decoders": "decoder"}
@@ -66,6 +69,7 @@ class PluginSet:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
     component_defaults: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # installed packages that do not load: what, and the fix
 
     @property
     def broken(self) -> list[PluginInfo]:
@@ -83,6 +87,8 @@ def load_plugins(
         registry_files: YAML files with aliases, presets and architectures; default:
             the packaged ``registry.yaml``.
     """
+    # before any plugin imports transformers, which imports an installed torchaudio unguarded
+    torchaudio = guard_torchaudio()
     pm = pluggy.PluginManager("nue")
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
@@ -95,7 +101,7 @@ def load_plugins(
         except Exception as exc:  # a malformed plugin must not stop the others
             info.error = f"registration failed: {exc!r}"
         infos.append(info)
-    result = PluginSet(registry=Registry(), plugins=infos)
+    result = PluginSet(registry=Registry(), plugins=infos, problems=[torchaudio.problem] if torchaudio.problem else [])
     for info in infos:
         if info.error is None:
             _run_plugin_hooks(pm, info, result)
@@ -185,6 +191,7 @@ def _component_registrar(kind: str, info: PluginInfo, staged: list[ComponentEntr
         aliases: Iterable[str] = (),
         description: str = "",
         shared_defaults: dict[str, Any] | None = None,
+        unavailable: str = "",
     ) -> None:
         unknown = set(shared_defaults or {}) - {"trainable", "freeze", "lora"}
         if unknown:
@@ -200,6 +207,7 @@ def _component_registrar(kind: str, info: PluginInfo, staged: list[ComponentEntr
                 plugin=info.name,
                 version=info.version,
                 shared_defaults=dict(shared_defaults or {}),
+                unavailable=unavailable,
             )
         )
 

@@ -5,6 +5,11 @@ Shape legend used in every docstring here:
     l = token sequence, d = model width, v = vocabulary size.
 
 Sizes are plain attributes so the composer can wire parts together without a dummy forward pass.
+Each protocol states every attribute, method and call shape the core uses (``nue_core.model``,
+``generation``, ``inference``, ``train``); ``nue_core.testing`` checks them all, running each part
+inside a ``SpeechLM`` for a training step and generation. Besides them, training with
+``gradient_checkpointing`` calls ``gradient_checkpointing_enable`` on any submodule that sets
+``supports_gradient_checkpointing`` (transformers models do).
 """
 
 from __future__ import annotations
@@ -58,7 +63,13 @@ class DecoderOutput:
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Text <-> ids. ``decode`` skips special tokens (bos, eos, pad and any other declared special)."""
+    """Text <-> ids. ``decode`` skips special tokens (bos, eos, pad and any other declared special).
+
+    What the core uses: ``encode`` (the prompt's prefix/postfix text, training transcripts),
+    ``eos_id`` (appended to every target; ends generation), ``pad_id`` (pads target batches, which
+    are embedded: it must be a valid id), ``decode`` (transcripts), ``vocab_size`` (the classes of a
+    CTC head over decoder tokens) and ``save``. Every id is below the decoder's ``vocab_size``.
+    """
 
     vocab_size: int
     bos_id: int | None
@@ -81,11 +92,18 @@ class Encoder(Protocol):
     """Waveform -> frame features.
 
     Attributes:
-        output_dim: d of ``EncoderOutput.hidden``.
-        frame_rate_hz: frames per second of audio (HuBERT: 50).
-        sample_rate: audio sample rate the encoder expects (Hz).
+        output_dim: d of ``EncoderOutput.hidden`` (the composer builds the bridge with it).
+        frame_rate_hz: frames per second of audio (HuBERT: 50); bridges that think in seconds get it.
+        sample_rate: audio sample rate the encoder expects (Hz): audio is loaded and resampled to
+            it, and generation's token limits count seconds with it.
         freeze_groups: named lists of parameter-name prefixes that a config may freeze by name,
             e.g. ``{"feature_extractor": ["model.feature_extractor."]}``.
+
+    It has at least one parameter: the transcriber feeds waveforms in the dtype of the first. The
+    transcriber admits a clip when ``output_lengths`` (then the bridge's) gives it a vector, so any
+    clip that ``output_lengths`` gives a frame must encode. Training runs it in train mode,
+    generation in eval mode; a padded item's valid frames equal those of the item alone (within
+    float tolerance).
     """
 
     output_dim: int
@@ -94,11 +112,13 @@ class Encoder(Protocol):
     freeze_groups: dict[str, list[str]]
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        """waveforms (b, s) float, lengths (b,) valid samples -> EncoderOutput."""
+        """waveforms (b, s) float, right-padded; lengths (b,) valid samples -> EncoderOutput with
+        hidden (b, t, output_dim) zero past its lengths, which equal ``output_lengths(lengths)``."""
         ...
 
     def output_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
-        """(b,) valid samples -> (b,) valid frames, without running the model."""
+        """(b,) valid samples -> (b,) valid frames, without running the model (the transcriber
+        passes CPU tensors whatever the model's device)."""
         ...
 
     def export_options(self, folder: Path) -> dict[str, Any]:
@@ -111,12 +131,21 @@ class Bridge(Protocol):
     """Encoder frames -> LLM prompt vectors. Built with ``in_dim``/``out_dim`` from the composer.
 
     Attributes:
-        in_dim, out_dim: widths of the input frames and of the output vectors.
+        in_dim, out_dim: widths of the input frames (the encoder's ``output_dim``) and of the
+            output vectors (the decoder's ``embed_dim``).
         freeze_groups: as for Encoder.
-        ctc_blank_id: blank class of the CTC head, None when the bridge has none.
 
-    Optional attribute ``length_depends_on_content`` (default False): True when the number of
-    output vectors depends on what is said (CTC compression), so ``output_lengths`` is a bound.
+    Optional attributes (the core reads them with a default):
+        ctc_blank_id (default None): the blank class of a CTC head. A bridge that returns
+            ``ctc_logits`` must set it. The head labels decoder token ids: built with the
+            composer's ``ctc_vocab_size`` V, it has V + 1 classes (the convention: blank = V).
+            Training adds ``ctc_weight * CTC`` on the transcript ids; decoding with
+            ``ctc_weight > 0`` scores decoder tokens with it.
+        length_depends_on_content (default False): True when the number of output vectors
+            depends on what is said (CTC compression), so ``output_lengths`` is a bound.
+
+    Gradients reach ``hidden`` (the encoder trains through the bridge); a padded item's valid
+    vectors equal those of the item alone.
     """
 
     in_dim: int
@@ -124,26 +153,44 @@ class Bridge(Protocol):
     freeze_groups: dict[str, list[str]]
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
-        """hidden (b, t, in_dim), lengths (b,) -> BridgeOutput with embeds (b, n, out_dim)."""
+        """hidden (b, t, in_dim), lengths (b,) -> BridgeOutput with embeds (b, n, out_dim) zero
+        past its lengths, and optionally ctc_logits (b, t', V + 1) with ctc_lengths (b,)."""
         ...
 
     def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        """(b,) valid input frames -> (b,) upper bound on valid output vectors."""
+        """(b,) valid input frames -> (b,) upper bound on valid output vectors, without running it.
+
+        The transcriber rejects a clip whose bound is 0; any input with a bound of 1 or more must run.
+        """
         ...
 
-    def export_options(self, folder: Path) -> dict[str, Any]: ...
+    def export_options(self, folder: Path) -> dict[str, Any]:
+        """Options that rebuild this bridge (its widths come from the composer again)."""
+        ...
 
 
 @runtime_checkable
 class Decoder(Protocol):
-    """Decoder-only LM that takes ``inputs_embeds``.
+    """Decoder-only LM that takes ``inputs_embeds``, with a KV cache for generation.
 
     Attributes:
         embed_dim: width of the token embeddings (what the bridge must output).
-        vocab_size: size of the output distribution.
+        vocab_size: size of the output distribution; every tokenizer id is below it.
         tokenizer: a Tokenizer, or None when built only to be described (no files at hand).
         lora_targets: default module names for LoRA on this architecture.
         freeze_groups: as for Encoder.
+
+    The core calls it in two shapes, always with these argument names:
+
+    - training: ``decoder(inputs_embeds, attention_mask, position_ids)`` in train mode, over a
+      right-padded ``prefix + speech + postfix + target`` batch; the cache may be left out.
+    - generation (``nue_core.generation``), in eval mode under ``no_grad``: first
+      ``decoder(prompt, mask, positions, cache=None, use_cache=True)`` over the left-padded
+      prompts, then one token per row per step, ``decoder(embed(tokens (b, 1)), mask (b, c + 1),
+      positions (b, 1), cache=<the cache it returned last>, use_cache=True)``. Beam search calls
+      ``reorder_cache`` between steps. Each step's logits must equal those of one forward over the
+      whole sequence (within float tolerance), and a row's logits must depend only on its own
+      tokens and mask: batched generation equals generating each item alone.
     """
 
     embed_dim: int
@@ -153,7 +200,7 @@ class Decoder(Protocol):
     freeze_groups: dict[str, list[str]]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (b, l) -> (b, l, embed_dim)."""
+        """ids (b, l) int64 -> (b, l, embed_dim) token embeddings (prompt text, targets, generated tokens)."""
         ...
 
     def forward(
@@ -162,12 +209,34 @@ class Decoder(Protocol):
         attention_mask: torch.Tensor,
         position_ids: torch.Tensor,
         cache: Any = None,
+        use_cache: bool | None = None,
     ) -> DecoderOutput:
-        """inputs_embeds (b, l, d), attention_mask (b, l_cache + l), position_ids (b, l) -> logits (b, l, v)."""
+        """Next-token logits of the new positions.
+
+        Args:
+            inputs_embeds: (b, l, embed_dim) new positions; padding (left in generation, right in
+                training) has attention_mask 0 and may hold anything.
+            attention_mask: (b, c + l) 1 for real tokens, 0 for padding; covers the c cached
+                positions and the l new ones.
+            position_ids: (b, l) positions of the new tokens, counting real tokens only.
+            cache: None, or exactly the cache the previous call returned (after ``reorder_cache``);
+                opaque to the core, which never copies, inspects or reuses an older one (so it may
+                be updated in place).
+            use_cache: True: return the cache extended by the new positions (generation always
+                passes True). None or False: the cache may be None (training passes neither).
+
+        Returns:
+            DecoderOutput with logits (b, l, vocab_size) and the cache.
+        """
         ...
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
-        """The cache with its batch rows picked by ``index`` (b',) (beam search expands and reorders)."""
+        """The cache of the batch rows picked by ``index`` (b',) int64; b' may differ from b and rows
+        may repeat (beam search expands b items to b * k rows, then reorders them each step). May
+        work in place; the core uses only the returned cache."""
         ...
 
-    def export_options(self, folder: Path) -> dict[str, Any]: ...
+    def export_options(self, folder: Path) -> dict[str, Any]:
+        """Options that rebuild this decoder's architecture; writes the tokenizer's files into
+        ``folder`` (``Tokenizer.save``) so that the options reload them."""
+        ...

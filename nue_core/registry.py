@@ -77,6 +77,9 @@ class ComponentEntry:
     plugin: str = "?"
     version: str = ""
     shared_defaults: dict[str, Any] = field(default_factory=dict)
+    # why it cannot be built in this environment, with the fix (empty: it can); kept apart from
+    # ``description`` so generated docs do not depend on which extras are installed
+    unavailable: str = ""
 
     def validate_options(self, values: dict[str, Any], where: str) -> BaseModel:
         try:

@@ -19,6 +19,11 @@ CTCWeight = Annotated[Optional[float], typer.Option(
 MaxNewTokens = Annotated[Optional[int], typer.Option(
     "--max-new-tokens", min=1, help="cap per clip (default: int(4 * seconds + 20.5), as Nue-ASR)"
 )]
+RepetitionLimit = Annotated[Optional[int], typer.Option(
+    "--repetition-limit", min=0,
+    help="loop guard: stop an output ending in one n-gram (n <= 4) repeated N times; 0 = off "
+         "(default: the model's decode.repetition_limit; 12, or 0 for a released Nue-ASR folder)",
+)]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)")]
 DType = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 (default: as saved)")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on a terminal")]

@@ -8,12 +8,15 @@ from typing import Optional
 import typer
 
 from nue_core.cli import app
+from nue_core.cli._output import OldOut, pick_output
 
 
 @app.command()
 def ablate(
+    ctx: typer.Context,
     sweep: Path = typer.Argument(..., help="sweep YAML (base config + axes or variants)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="output folder (default: runs/<sweep file name>)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="output folder (default: runs/<sweep file name>)"),
+    old_out: OldOut = None,
     cell: Optional[str] = typer.Option(None, "--cell", help="run only this cell"),
     list_cells: bool = typer.Option(False, "--list", help="print the cells and exit"),
 ) -> None:
@@ -21,11 +24,11 @@ def ablate(
     from nue_core.sweep import expand, load_sweep
     from nue_core.sweep_run import run_sweep
 
+    target = pick_output(ctx, output, old_out) or Path("runs") / sweep.stem
     if list_cells:
         spec, root = load_sweep(sweep)
         for c in expand(spec, root):
             typer.echo(c.name)
         return
-    target = out or Path("runs") / sweep.stem
     results = run_sweep(sweep, target, only=cell, say=typer.echo)
     typer.echo((target / "results.md").read_text(encoding="utf-8") if results else "no finished cells yet")

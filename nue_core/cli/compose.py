@@ -20,7 +20,7 @@ DEFAULT_PARTS = {"encoder": "hubert", "bridge": "conv", "decoder": "gpt-neox"}
 @app.command()
 def compose(
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="encoder name or alias"),
-    bridge: Optional[str] = typer.Option(None, "--bridge", "-b", help="bridge name or alias"),
+    bridge: Optional[str] = typer.Option(None, "--bridge", help="bridge name or alias (no short form: -b is --batch-size in nue)"),
     decoder: Optional[str] = typer.Option(None, "--decoder", "-d", help="decoder name or alias"),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="start from a registry.yaml preset"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="start from a model YAML file"),

@@ -1,6 +1,6 @@
 """``nue evaluate MODEL MANIFEST``: CER / WER (jiwer) with language-aware normalisation, and speed.
 
-Writes ``results.jsonl`` (one line per utterance) and ``summary.json`` into ``--out DIR``. An
+Writes ``results.jsonl`` (one line per utterance) and ``summary.json`` into ``--output DIR``. An
 utterance whose audio cannot be read is scored as an empty hypothesis (all deletions), named on
 stderr, and makes the exit status 1. Runs data-parallel under torchrun / accelerate launch.
 """
@@ -16,19 +16,23 @@ import typer
 
 from nue_core.cli import _decode_options as opt
 from nue_core.cli import app
+from nue_core.cli._output import OldOut, pick_output
 from nue_core.errors import NueError
 
 
 @app.command()
 def evaluate(
-    model: str = typer.Argument(..., help="model folder, preset name, 'default', or a released Nue-ASR folder"),
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="model folder, preset name, 'default', a released Nue-ASR folder, or a Hugging Face repo id org/name"),
     manifest: Path = typer.Argument(..., help="JSONL manifest or Kaldi data folder with transcripts"),
     language: str = typer.Option("auto", "--language", "-l", help="ja | en | none | auto (detect from references)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for results.jsonl and summary.json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="folder for results.jsonl and summary.json"),
+    old_out: OldOut = None,
     batch_size: opt.BatchSize = 16,
     num_beams: opt.NumBeams = 1,
     ctc_weight: opt.CTCWeight = None,
     max_new_tokens: opt.MaxNewTokens = None,
+    repetition_limit: opt.RepetitionLimit = None,
     device: opt.Device = None,
     dtype: opt.DType = None,
     progress: opt.Progress = True,
@@ -38,7 +42,11 @@ def evaluate(
     from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
     from nue_core.metrics import resolve_language
 
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight)
+    out = pick_output(ctx, output, old_out)
+    if out is not None and out.exists() and not out.is_dir():  # found now, not after decoding
+        raise typer.BadParameter(f"{out} is a file; give a folder for results.jsonl and summary.json",
+                                 param_hint="'--output'")
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit)
     entries = read_manifest(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
@@ -54,7 +62,7 @@ def evaluate(
     wall = time.perf_counter() - start
     summary = summarize([e.text for e in entries], results, lang, wall)
     summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "ctc_weight": ctc_weight,
-                    "batch_size": batch_size})
+                    "repetition_limit": repetition_limit, "batch_size": batch_size})
     if out is not None:
         write_outputs(out, entries, results, lang, summary)
     _print_summary(summary)

@@ -1,4 +1,8 @@
-"""``nue plugins``: what is installed, which hooks each plugin implements, and what is broken."""
+"""``nue plugins``: what is installed, which hooks each plugin implements, and what is broken.
+
+Problems go to stderr, one line each: a plugin that failed, a component that cannot be built
+here (a missing extra), an installed package that does not load (with the fix).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,10 @@ def plugins() -> None:
             comp.add_column(column)
         for entry in loaded.registry.entries(kind):
             aliases = ", ".join(sorted(set(entry.aliases) | set(loaded.registry.aliases_of(kind, entry.name))))
-            comp.add_row(entry.name, aliases, f"{entry.plugin} {entry.version}".strip(), escape(entry.description))
+            text = escape(entry.description)
+            if entry.unavailable:
+                text = f"[yellow]unavailable: {escape(entry.unavailable)}[/yellow] ({text})"
+            comp.add_row(entry.name, aliases, f"{entry.plugin} {entry.version}".strip(), text)
         console.print(comp)
     if loaded.presets:
         console.print("presets: " + ", ".join(sorted(loaded.presets)))
@@ -43,3 +50,12 @@ def plugins() -> None:
                       + "; export " + ", ".join(sorted(loaded.exporters)))
     for info in loaded.broken:
         typer.secho(f"plugin '{info.name}' ({info.module}) is broken: {info.error}", fg="red", err=True)
+    unavailable: dict[str, list[str]] = {}  # one line per reason, however many components share it
+    for kind in KINDS:
+        for entry in loaded.registry.entries(kind):
+            if entry.unavailable:
+                unavailable.setdefault(entry.unavailable, []).append(f"{kind} '{entry.name}'")
+    for reason, names in unavailable.items():
+        typer.secho(f"unavailable: {', '.join(names)}: {reason}", fg="yellow", err=True)
+    for problem in loaded.problems:
+        typer.secho(f"warning: {problem}", fg="yellow", err=True)

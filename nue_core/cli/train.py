@@ -8,30 +8,38 @@ from typing import Optional
 import typer
 
 from nue_core.cli import app
+from nue_core.cli._output import OldOut, pick_output
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="model YAML, preset name, or a saved model folder (continues from its weights)"),
     train_manifest: Path = typer.Option(..., "--train", help="training manifest (JSONL or Kaldi data folder)"),
     valid_manifest: Optional[Path] = typer.Option(None, "--valid", help="validation manifest (loss, CER/WER, best model)"),
-    out: Path = typer.Option(..., "--out", "-o", help="run folder: checkpoints/, best/, final/, metrics.jsonl"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder: checkpoints/, best/, final/, metrics.jsonl (required)"),
+    old_out: OldOut = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="train settings YAML (TrainConfig fields)"),
     override: list[str] = typer.Option(
         [], "--set", "-s", help="train setting, e.g. lr=3e-4 or augment.speed=[0.9,1.0,1.1]; model.KEY=V overrides the model config"
     ),
-    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in --out"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in --output"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="delete the run already in --output and start over (only a run's own files; refused if the folder holds others)"
+    ),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip (and count) bad manifest entries instead of stopping"),
 ) -> None:
     """Train with AdamW, warm-up/decay, validation (CER/WER) and resumable checkpoints.
 
     Runs on one process, or many under `torchrun` / `accelerate launch` (DDP; see docs/scaling.md).
-    SIGTERM writes a checkpoint and exits; --resume continues exactly where it stopped.
+    SIGTERM writes a checkpoint and exits; --resume continues exactly where it stopped. A folder
+    that already holds a run needs --resume or --overwrite.
     """
     from nue_core.overrides import parse_override, set_dotted
     from nue_core.train.config import TrainConfig
     from nue_core.train.run import train as run_training
 
+    out = pick_output(ctx, output, old_out, required=True)
     settings = TrainConfig.load(config).model_dump() if config else {}
     model_overrides = {}
     for text in override:
@@ -43,9 +51,10 @@ def train(
     if skip_bad:
         settings["skip_bad"] = True
     train_config = TrainConfig.from_dict(settings, source="nue train settings")
-    result = run_training(model, train_manifest, valid_manifest, out, train_config, resume, model_overrides)
+    result = run_training(model, train_manifest, valid_manifest, out, train_config, resume, model_overrides,
+                          overwrite=overwrite)
     if result.status == "stopped":
-        typer.echo(f"stopped at step {result.step}; resume with: nue train {model} ... --out {out} --resume")
+        typer.echo(f"stopped at step {result.step}; resume with: nue train {model} ... --output {out} --resume")
         return
     line = f"finished at step {result.step}; final model: {result.final_dir}"
     if result.validation is not None:

@@ -19,15 +19,16 @@ from nue_core.errors import NueError
 
 @app.command()
 def transcribe(
-    model: str = typer.Argument(..., help="model folder, preset, 'default' (the embedded model; alone it transcribes its example recordings), or a released Nue-ASR folder"),
+    model: str = typer.Argument(..., help="model folder, preset, 'default' (the embedded model; alone it transcribes its example recordings), a released Nue-ASR folder, or a Hugging Face repo id org/name"),
     audio: list[Path] = typer.Argument(None, help="audio files or folders (searched recursively)"),
     manifest: Optional[Path] = typer.Option(None, "--manifest", "-m", help="JSONL manifest or Kaldi data folder"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="write results here (default: stdout)"),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | tsv | jsonl (default: from --output's suffix)"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="text | tsv | jsonl | json (default: from --output's suffix)"),
     batch_size: opt.BatchSize = 16,
     num_beams: opt.NumBeams = 1,
     ctc_weight: opt.CTCWeight = None,
     max_new_tokens: opt.MaxNewTokens = None,
+    repetition_limit: opt.RepetitionLimit = None,
     device: opt.Device = None,
     dtype: opt.DType = None,
     progress: opt.Progress = True,
@@ -37,9 +38,9 @@ def transcribe(
     from nue_core.data.manifest import read_manifest
     from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
     from nue_core.inference.sources import collect_audio
-    from nue_core.inference.writers import infer_format, write_line
+    from nue_core.inference.writers import write_results
 
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight)
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit)
     inputs: list = read_manifest(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
     if not inputs and model == DEFAULT_MODEL_NAME and not manifest:
@@ -47,18 +48,34 @@ def transcribe(
         inputs = collect_audio([DEFAULT_MODEL_DIR / "examples"])
     if not inputs:
         raise NueError("nothing to transcribe: give audio files, folders or --manifest (folders hold no audio?)")
-    try:
-        kind = infer_format(output, fmt, default="text" if len(inputs) == 1 and output is None else "tsv")
-    except ValueError as exc:
-        raise NueError(str(exc)) from None
+    kind = _output_format(output, fmt, default="text" if len(inputs) == 1 and output is None else "tsv")
     results = run_transcription(model, inputs, options, output)
     if results is None:  # a data-parallel rank other than 0: rank 0 writes and reports
         return
     handle = open(output, "w", encoding="utf-8") if output else sys.stdout
     try:
-        for index, result in enumerate(results):
-            write_line(handle, result, kind, index if kind == "jsonl" else None)
+        write_results(handle, results, kind)
     finally:
         if output:
             handle.close()
     exit_on_failures(results, "{failed} of {total} input(s) failed:")
+
+
+def _output_format(output: Optional[Path], fmt: Optional[str], default: str) -> str:
+    """The output format, with ``output`` checked writable: both before decoding, which can take minutes.
+
+    Raises:
+        typer.BadParameter: a usage error (exit 2) naming the option at fault.
+    """
+    from nue_core.inference.writers import infer_format, prepare_destination
+
+    try:
+        kind = infer_format(output, fmt, default)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--format'" if fmt else "'--output'") from None
+    if output is not None:
+        try:
+            prepare_destination(output)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--output'") from None
+    return kind

@@ -31,6 +31,7 @@ class RunOptions:
     progress: bool = True
     max_new_tokens: int | None = None
     ctc_weight: float | None = None  # None: the model config's decode.ctc_weight
+    repetition_limit: int | None = None  # None: the model config's decode.repetition_limit
 
     def __post_init__(self) -> None:
         # Checked before the model loads, so a typo costs nothing.
@@ -38,6 +39,8 @@ class RunOptions:
             raise NueError(f"unknown --dtype '{self.dtype}'; choose {', '.join(DTYPES)}")
         if self.ctc_weight is not None and not 0.0 <= self.ctc_weight <= 1.0:
             raise NueError(f"--ctc-weight {self.ctc_weight}: must be between 0 and 1")
+        if self.repetition_limit is not None and self.repetition_limit < 0:
+            raise NueError(f"--repetition-limit {self.repetition_limit}: must be 0 (off) or more")
 
 
 def pick_device(device: str | None, local_rank: int = 0) -> str:
@@ -55,7 +58,9 @@ def run_transcription(
     """Transcribe ``inputs`` with the model at ``model_source``.
 
     Args:
-        model_source: model folder, preset, "default" or a folder a loader plugin recognises.
+        model_source: what ``nue_core.checkpoint.load`` accepts: a model folder, a preset,
+            "default", a folder a loader plugin recognises, or a hub id ``org/name``. An untrained
+            model (a preset, a composed folder) logs one warning (see ``Transcriber``).
         parts_base: data-parallel runs write ``<parts_base>.part-R-of-W.jsonl`` files (required
             when WORLD_SIZE > 1).
 
@@ -72,7 +77,7 @@ def run_transcription(
     try:
         model = load(model_source)
         generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
-                                                ctc_weight=options.ctc_weight)
+                                                ctc_weight=options.ctc_weight, repetition_limit=options.repetition_limit)
         try:  # before the first batch: otherwise every batch would fail alike
             model.check_generation(generation)
         except ValueError as exc:

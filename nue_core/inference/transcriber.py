@@ -28,6 +28,8 @@ from nue_core.inference.sources import AudioInput, describe, load_input
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+UNTRAINED_WARNING = ("untrained model: it was composed and never trained (at least its bridge is random), so its "
+                     "transcripts are meaningless; train it with `nue train`, or use a trained model folder")
 
 
 @dataclass
@@ -96,6 +98,7 @@ class Transcriber:
         dtype: "float32", "bfloat16", "float16" (or a torch dtype); None keeps the model's.
         chunking: how to cut clips longer than ``model.config.max_audio_seconds``.
         window: inputs read and sorted together (bounds memory on long lists).
+        repetition_limit: shortcut overriding ``generation.repetition_limit`` (0 = no loop guard).
     """
 
     model: torch.nn.Module
@@ -106,6 +109,7 @@ class Transcriber:
     dtype: str | torch.dtype | None = None
     chunking: ChunkPlan | None = None
     window: int | None = None
+    repetition_limit: int | None = None  # last, so positional arguments above keep their places
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -114,10 +118,13 @@ class Transcriber:
             self.generation = GenerationConfig.for_model(self.model.config)
         if self.num_beams is not None:
             self.generation = replace(self.generation, num_beams=self.num_beams)
+        if self.repetition_limit is not None:
+            self.generation = replace(self.generation, repetition_limit=self.repetition_limit)
         dtype = resolve_dtype(self.dtype)
         if self.device is not None or dtype is not None:
             self.model.to(device=self.device, dtype=dtype)
         self.model.eval()
+        warn_if_untrained(self.model)
         if self.chunking is None:
             self.chunking = default_plan(float(self.model.config.max_audio_seconds))
         self.window = self.window or max(256, 16 * self.batch_size)
@@ -220,6 +227,19 @@ class Transcriber:
         device = self.model.device
         ids = self.model.generate(waves.to(device), lengths.to(device), self.generation)
         return [self.model.tokenizer.decode(x).strip() for x in ids]
+
+
+def warn_if_untrained(model: torch.nn.Module) -> None:
+    """Log ``UNTRAINED_WARNING`` once per model when ``model.is_trained`` is False.
+
+    A log record, not ``warnings.warn``: with logging unconfigured Python prints just the message,
+    one line on stderr (what the CLI shows), where a warning would add its file and source line;
+    an application routes it like its other records.
+    """
+    if getattr(model, "is_trained", True) or getattr(model, "_warned_untrained", False):
+        return
+    model._warned_untrained = True  # once per model, not once per transcribe() call
+    log.warning(UNTRAINED_WARNING)
 
 
 def default_plan(max_seconds: float) -> ChunkPlan:

@@ -10,6 +10,12 @@ A plugin's own test suite needs one call, with tiny options for each component i
 Each check raises ``ConformanceError`` (an ``AssertionError``, so pytest shows it as a failure)
 whose message names the component class, the check that failed and what to do about it.
 
+Besides each part's own checks, the kit runs the part where the core runs it: composed into a
+small ``SpeechLM`` with the kit's toy parts (``nue_core.testing.toys``; ``pipeline.toy_speechlm``),
+a training step and ``SpeechLM.generate`` greedily and with beams, batched equal to one by one.
+Modules: ``encoder``, ``bridge``, ``decoder`` (+ ``kv_cache``) hold the checks of each kind,
+``pipeline`` the SpeechLM run, ``plugin`` the registry-driven ``check_plugin``.
+
 Shape legend: b = batch, s = audio samples, t = frames, n = bridge vectors, l = tokens,
 d = width, v = vocabulary size.
 """

@@ -54,23 +54,34 @@ def _fail(who: object, check: str, detail: str) -> ConformanceError:
 
 
 @contextlib.contextmanager
-def _evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode and a fixed seed inside; each submodule's mode and the caller's RNG restored after."""
+def _running(module: nn.Module, training: bool = False) -> Iterator[None]:
+    """Train or eval mode and a fixed seed inside; each submodule's mode and the caller's RNG
+    restored after."""
     modes = [(m, m.training) for m in module.modules()]
     cuda = sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(SEED)
-        module.eval()
+        module.train(training)
         try:
             yield
         finally:
-            for m, training in modes:
-                m.training = training
+            for m, training_before in modes:
+                m.training = training_before
+
+
+def _evaluating(module: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Eval mode and a fixed seed inside (see ``_running``)."""
+    return _running(module, training=False)
 
 
 def _device(module: nn.Module) -> torch.device:
     param = next(module.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def _float_dtype(module: nn.Module) -> torch.dtype:
+    """dtype of the module's first floating-point parameter (float32 without one)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
 
 
 def _call(component: nn.Module, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -170,10 +181,11 @@ def _check_gradients(
     inputs: Sequence[tuple[str, torch.Tensor]],
     require_all_grads: bool,
     ignore: Iterable[str],
+    check: str = "gradient flow",
 ) -> None:
     """Backpropagate ``loss_fn()``; trainable parameters and ``inputs`` must get finite gradients.
 
-    The parameters' previous ``.grad`` are restored afterwards.
+    ``check`` names the check in failures. The parameters' previous ``.grad`` are restored afterwards.
     """
     params = [(n, p) for n, p in component.named_parameters() if p.requires_grad]
     saved = [p.grad for _, p in params]
@@ -183,10 +195,10 @@ def _check_gradients(
         with torch.enable_grad():
             loss = loss_fn()
             if not loss.requires_grad:
-                raise _fail(component, "gradient flow",
+                raise _fail(component, check,
                             "the outputs do not require grad (detached, or computed under no_grad)")
             loss.backward()
-        _judge_gradients(component, params, inputs, require_all_grads, tuple(ignore))
+        _judge_gradients(component, params, inputs, require_all_grads, tuple(ignore), check)
     finally:
         for (_, p), grad in zip(params, saved):
             p.grad = grad
@@ -198,17 +210,28 @@ def _judge_gradients(
     inputs: Sequence[tuple[str, torch.Tensor]],
     require_all_grads: bool,
     ignore: tuple[str, ...],
+    check: str,
 ) -> None:
     for name, x in [*params, *inputs]:
         if x.grad is not None and not torch.isfinite(x.grad).all():
-            raise _fail(component, "gradient flow", f"gradient of '{name}' holds NaN or inf")
+            raise _fail(component, check, f"gradient of '{name}' holds NaN or inf")
     for name, x in inputs:
         if x.grad is None:
-            raise _fail(component, "gradient flow", f"no gradient reaches the {name}")
+            raise _fail(component, check, f"no gradient reaches the {name}")
     if params and all(p.grad is None for _, p in params):
-        raise _fail(component, "gradient flow", "no trainable parameter gets a gradient from the outputs")
+        raise _fail(component, check, "no trainable parameter gets a gradient from the outputs")
     missing = [n for n, p in params if p.grad is None and not n.startswith(ignore)]
     if require_all_grads and missing:
-        raise _fail(component, "gradient flow",
+        raise _fail(component, check,
                     f"trainable parameters got no gradient: {', '.join(missing[:8])}; if they are "
                     "legitimately unused pass ignore=(prefix, ...) or require_all_grads=False")
+
+
+@contextlib.contextmanager
+def _stage(component: object, check: str, context: str) -> Iterator[None]:
+    """Report a failed inner check as ``check`` failing, with ``context`` before its detail."""
+    try:
+        yield
+    except ConformanceError as exc:
+        detail = str(exc).split(": ", 1)[-1]  # drop the class name: _fail puts it back
+        raise _fail(component, check, f"{context}: {detail}") from exc

@@ -20,9 +20,16 @@ from nue_core.testing._common import (
     _device,
     _evaluating,
     _fail,
+    _float_dtype,
     _pad_right,
+    _stage,
     _weighted_sum,
 )
+from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
+from nue_core.testing.toys import HOP
+
+PROBE_FRAMES = 4096  # the shortest input that gets a vector is searched for up to this many frames
+CTC_LOSS_WEIGHT, CTC_DECODE_WEIGHT = 0.5, 0.3  # a CTC head is trained and decoded with, as the core may
 
 
 def check_bridge(
@@ -33,9 +40,15 @@ def check_bridge(
     require_all_grads: bool = True,
     ignore: Iterable[str] = (),
 ) -> None:
-    """Check a ``Bridge``: attributes, shapes, lengths, zero padding, padding invariance, gradients.
+    """Check a ``Bridge`` against everything the core does with one.
 
-    Gradients must reach the input frames too (the encoder trains through the bridge).
+    In order: attributes; shapes, lengths (within ``output_lengths``), zero padding and padding
+    invariance of a padded batch, and a CTC head's output and ``ctc_blank_id``; that the
+    shortest input ``output_lengths`` gives a vector for (the transcriber admits it) runs;
+    gradients, which must reach the input frames too (the encoder trains through the bridge);
+    then, inside a ``SpeechLM`` with the kit's toy encoder and decoder, a training step (with
+    the CTC loss when there is a head) and ``SpeechLM.generate`` greedily and with beams (joint
+    CTC decoding when there is a head), batched equal to one item at a time.
 
     Args:
         bridge: the module to check (left in the train/eval mode it came in).
@@ -46,19 +59,62 @@ def check_bridge(
         ConformanceError: naming the class and the failed check.
     """
     _check_common(bridge, {"in_dim": (int,), "out_dim": (int,)})
-    device = _device(bridge)
+    device, dtype = _device(bridge), _float_dtype(bridge)  # frames come in the model's dtype
     lengths = torch.tensor(list(frames), device=device)
     with _evaluating(bridge):
-        items = [torch.randn(n, bridge.in_dim, device=device) for n in frames]
+        items = [torch.randn(n, bridge.in_dim, device=device, dtype=dtype) for n in frames]
         hidden = _pad_right(items)  # (b, t, in_dim)
         with torch.no_grad():
             out = _run_bridge(bridge, hidden, lengths)
             for i, item in enumerate(items):
                 alone = _run_bridge(bridge, item[None], lengths[i : i + 1])
                 _compare_bridge_item(bridge, i, out, alone, atol)
+            classes = _check_ctc_head(bridge, out)
+            _check_shortest_input(bridge, max(frames))
         hidden = hidden.clone().requires_grad_(True)
         _check_gradients(bridge, lambda: _bridge_loss(bridge(hidden, lengths)),
                          [("input hidden", hidden)], require_all_grads, ignore)
+    # the kit's toy encoder gives one frame per HOP samples: each item gets its number of frames
+    waves, lengths = toy_audio([n * HOP for n in frames], device, dtype)
+    ctc = classes > 0
+    model = toy_speechlm(bridge=bridge, ctc_classes=classes, ctc_weight=CTC_LOSS_WEIGHT if ctc else 0.0)
+    check_in_speechlm(bridge, model, waves, lengths, ctc_weight=CTC_DECODE_WEIGHT if ctc else 0.0,
+                      atol=atol, ignore=ignore)
+
+
+def _check_ctc_head(bridge: nn.Module, out: BridgeOutput) -> int:
+    """Classes of the CTC head (blank included), 0 without one; a head needs its ``ctc_blank_id``.
+
+    The core trains CTC on decoder token ids and scores decoder tokens with it, so classes are the
+    decoder vocabulary plus the blank.
+    """
+    if out.ctc_logits is None:
+        return 0
+    blank = getattr(bridge, "ctc_blank_id", None)
+    classes = int(out.ctc_logits.shape[-1])
+    if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < classes:
+        raise _fail(bridge, "ctc output", f"ctc_logits have {classes} classes but ctc_blank_id is {blank!r}; "
+                    "set ctc_blank_id to the blank class (the composer's ctc_vocab_size V, with V + 1 classes)")
+    return classes
+
+
+def _check_shortest_input(bridge: nn.Module, longer: int) -> None:
+    """The shortest input with a vector runs alone and beside a ``longer``-frame one."""
+    probe = torch.arange(1, PROBE_FRAMES + 1)  # (t,) candidate frame counts
+    counts = torch.as_tensor(_call(bridge, "output_lengths", probe)).cpu()
+    admitted = (counts >= 1).nonzero()
+    if not len(admitted):
+        raise _fail(bridge, "shortest input",
+                    f"output_lengths gives no vector to any input up to {PROBE_FRAMES} frames")
+    shortest = int(probe[admitted[0, 0]])
+    device, dtype = _device(bridge), _float_dtype(bridge)
+    context = (f"an input of {shortest} frame(s), the shortest that output_lengths gives a vector "
+               "(the transcriber accepts it)")
+    with _stage(bridge, "shortest input", context):
+        for sizes in ([shortest], [shortest, max(longer, shortest + 1)]):
+            lengths = torch.tensor(sizes, device=device)
+            items = [torch.randn(n, bridge.in_dim, device=device, dtype=dtype) for n in sizes]
+            _run_bridge(bridge, _pad_right(items), lengths)
 
 
 def _run_bridge(bridge: nn.Module, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:

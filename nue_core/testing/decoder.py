@@ -1,16 +1,16 @@
 """``check_decoder``: the conformance check of a ``Decoder`` and its tokenizer.
 
-Shape legend: b = batch, l = tokens, d = width, v = vocabulary size.
+Shape legend: b = batch, l = tokens, s = audio samples, d = width, v = vocabulary size.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
-from nue_core.protocols import DecoderOutput, Tokenizer
+from nue_core.protocols import Tokenizer
 from nue_core.testing._common import (
     _call,
     _check_common,
@@ -19,9 +19,13 @@ from nue_core.testing._common import (
     _device,
     _evaluating,
     _fail,
+    _float_dtype,
     _is_str_list,
     _weighted_sum,
 )
+from nue_core.testing.kv_cache import _run_decoder, check_forward_signature, check_kv_cache, check_reorder_cache
+from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
+from nue_core.testing.toys import HOP
 
 ROUND_TRIP_TEXT = "hello world"
 
@@ -35,15 +39,22 @@ def check_decoder(
     require_all_grads: bool = True,
     ignore: Iterable[str] = (),
 ) -> None:
-    """Check a ``Decoder``: attributes, embed/logit shapes, left-padding invariance, KV cache,
-    gradients (to the parameters and to ``inputs_embeds``, which the bridge trains through) and the
-    tokenizer's round trip of ``"hello world"``.
+    """Check a ``Decoder`` against everything the core does with one.
+
+    In order: attributes; the tokenizer (ids in range, round trip of ``"hello world"``); that
+    ``forward`` takes the core's two call shapes; embed/logit shapes; left-padding invariance; the
+    KV cache (prefill then steps, and ``reorder_cache`` expanding and reordering rows, each equal
+    to a full forward); gradients (to the parameters and to ``inputs_embeds``, which the bridge
+    trains through); then, inside a ``SpeechLM`` with the kit's toy encoder and bridge, a training
+    step and ``SpeechLM.generate`` greedily and with beams, batched equal to one item at a time.
 
     Args:
         decoder: the module to check (left in the train/eval mode it came in).
-        seq_lengths: token counts of the batch items; items are left-padded as in generation.
-        atol: as for ``check_encoder``.
-        check_cache: one step with the returned cache must give the logits of a full forward.
+        seq_lengths: token counts of the batch items (left-padded as in generation); also the
+            speech vectors of each item in the SpeechLM.
+        atol: as for ``check_encoder``; also the tolerance of cached vs full logits.
+        check_cache: False for a decoder that does not decode incrementally: the cache checks and
+            generation are skipped (SpeechLM.generate needs the cache, so it cannot generate).
         require_all_grads, ignore: as for ``check_encoder``.
 
     Raises:
@@ -54,20 +65,25 @@ def check_decoder(
         raise _fail(decoder, "protocol attributes", "'lora_targets' must be a list of str")
     if not hasattr(decoder, "tokenizer"):
         raise _fail(decoder, "protocol attributes", "missing attribute 'tokenizer' (None is allowed)")
+    _check_tokenizer(decoder)
+    check_forward_signature(decoder)
     device = _device(decoder)
     with _evaluating(decoder):
         items = [torch.randint(0, decoder.vocab_size, (n,), device=device) for n in seq_lengths]
         ids, mask, positions = _left_pad(items, _pad_id(decoder))  # each (b, l)
         with torch.no_grad():
-            logits = _run_decoder(decoder, ids, mask, positions).logits
+            logits = _run_decoder(decoder, ids, mask, positions).logits  # the training call shape
             for i, item in enumerate(items):
                 alone = _run_decoder(decoder, item[None], torch.ones_like(item[None]),
                                      torch.arange(len(item), device=device)[None]).logits
                 _check_same(decoder, "logits", i, logits[i, -len(item) :], alone[0], atol)
             if check_cache:
-                _check_cache(decoder, ids, mask, positions, logits, atol)
+                check_kv_cache(decoder, ids, mask, positions, atol)
+                check_reorder_cache(decoder, ids, mask, positions, atol)
         _check_decoder_gradients(decoder, ids, mask, positions, require_all_grads, ignore)
-    _check_tokenizer(decoder)
+    model = toy_speechlm(decoder=decoder)
+    waves, lengths = toy_audio([2 * n * HOP for n in seq_lengths], device, _float_dtype(decoder))  # n vectors each
+    check_in_speechlm(decoder, model, waves, lengths, generate=check_cache, atol=atol, ignore=ignore)
 
 
 def _pad_id(decoder: nn.Module) -> int:
@@ -87,25 +103,6 @@ def _left_pad(items: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask, positions
 
 
-def _run_decoder(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
-                 positions: torch.Tensor, cache: Any = None) -> DecoderOutput:
-    """embed(ids) then forward; check the shapes of both. ids, mask (b, l_cache + l), positions (b, l)."""
-    embeds = _call(decoder, "embed", ids)
-    b, l = ids.shape
-    if not isinstance(embeds, torch.Tensor) or tuple(embeds.shape) != (b, l, decoder.embed_dim):
-        shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
-        raise _fail(decoder, "embed shape", f"embed(ids {(b, l)}) is {shape}, expected {(b, l, decoder.embed_dim)}")
-    out = _call(decoder, "forward", embeds, mask, positions, cache)
-    if not isinstance(out, DecoderOutput):
-        raise _fail(decoder, "forward", f"returned {type(out).__name__}, expected DecoderOutput")
-    if tuple(out.logits.shape) != (b, l, decoder.vocab_size):
-        raise _fail(decoder, "output shape",
-                    f"logits are {tuple(out.logits.shape)}, expected {(b, l, decoder.vocab_size)}")
-    if not torch.isfinite(out.logits[:, -1]).all():
-        raise _fail(decoder, "finite outputs", "logits of the last position hold NaN or inf")
-    return out
-
-
 def _check_decoder_gradients(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor,
                              positions: torch.Tensor, require_all_grads: bool, ignore: Iterable[str]) -> None:
     """Gradients from the logits of valid positions reach the parameters and ``inputs_embeds``."""
@@ -122,27 +119,22 @@ def _check_decoder_gradients(decoder: nn.Module, ids: torch.Tensor, mask: torch.
         raise _fail(decoder, "gradient flow", "no gradient reaches inputs_embeds")
 
 
-def _check_cache(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 full: torch.Tensor, atol: float) -> None:
-    """All but the last token, then the last one with the cache: same logits as the full pass."""
-    first = _run_decoder(decoder, ids[:, :-1], mask[:, :-1], positions[:, :-1])
-    if first.cache is None:
-        raise _fail(decoder, "kv cache", "forward returned cache=None; return the updated cache, or "
-                    "pass check_cache=False if this decoder does not decode incrementally")
-    step = _run_decoder(decoder, ids[:, -1:], mask, positions[:, -1:], first.cache).logits
-    diff = (step[:, -1].float() - full[:, -1].float()).abs().max().item()
-    if not diff <= atol:
-        raise _fail(decoder, "kv cache", f"a step with the cache differs from a full forward by "
-                    f"{diff:.3g} (atol {atol:g})")
-
-
 def _check_tokenizer(decoder: nn.Module) -> None:
+    """The protocol's attributes, special ids the core uses within the vocabulary, a round trip."""
     tokenizer = decoder.tokenizer
     if tokenizer is None:
         return
     if not isinstance(tokenizer, Tokenizer):
         raise _fail(decoder, "tokenizer", f"{type(tokenizer).__name__} lacks part of "
                     "nue_core.protocols.Tokenizer (vocab_size, bos_id, eos_id, pad_id, encode, decode, save)")
+    # eos ends generation and every target; pad fills target batches, which are embedded
+    for name in ("eos_id", "pad_id"):
+        value = getattr(tokenizer, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < decoder.vocab_size:
+            raise _fail(decoder, "tokenizer", f"{name} is {value!r}, expected an int in [0, {decoder.vocab_size})")
+    if not isinstance(tokenizer.vocab_size, int) or tokenizer.vocab_size > decoder.vocab_size:
+        raise _fail(decoder, "tokenizer", f"tokenizer vocab_size {tokenizer.vocab_size!r} exceeds the decoder's "
+                    f"{decoder.vocab_size}: its ids would index past the logits")
     ids = _call(tokenizer, "encode", ROUND_TRIP_TEXT)
     if not isinstance(ids, list) or not all(isinstance(i, int) and 0 <= i < decoder.vocab_size for i in ids):
         raise _fail(decoder, "tokenizer", f"encode({ROUND_TRIP_TEXT!r}) = {ids!r}, "

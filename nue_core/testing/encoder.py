@@ -20,9 +20,14 @@ from nue_core.testing._common import (
     _device,
     _evaluating,
     _fail,
+    _float_dtype,
     _pad_right,
+    _stage,
     _weighted_sum,
 )
+from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
+
+PROBE_SECONDS = 4  # the shortest clip that gets a frame is searched for up to this long
 
 
 def check_encoder(
@@ -33,7 +38,13 @@ def check_encoder(
     require_all_grads: bool = True,
     ignore: Iterable[str] = (),
 ) -> None:
-    """Check an ``Encoder``: attributes, shapes, lengths, zero padding, padding invariance, gradients.
+    """Check an ``Encoder`` against everything the core does with one.
+
+    In order: attributes; shapes, lengths (equal to ``output_lengths``), zero padding and padding
+    invariance of a padded batch; that the shortest clip ``output_lengths`` gives a frame for
+    (the transcriber admits it) encodes; gradients; then, inside a ``SpeechLM`` with the kit's toy
+    bridge and decoder, a training step and ``SpeechLM.generate`` greedily and with beams,
+    batched equal to one item at a time.
 
     Args:
         encoder: the module to check (left in the train/eval mode it came in).
@@ -46,11 +57,14 @@ def check_encoder(
         ConformanceError: naming the class and the failed check.
     """
     _check_common(encoder, {"output_dim": (int,), "frame_rate_hz": (float, int), "sample_rate": (int,)})
-    device = _device(encoder)
+    if next(encoder.parameters(), None) is None:
+        raise _fail(encoder, "protocol attributes", "has no parameter; the transcriber feeds waveforms in the "
+                    "dtype of the encoder's first parameter")
+    device, dtype = _device(encoder), _float_dtype(encoder)  # as the transcriber: audio in the encoder's dtype
     sizes = [max(1, round(s * encoder.sample_rate)) for s in batch_seconds]
     lengths = torch.tensor(sizes, device=device)
     with _evaluating(encoder):
-        items = [torch.randn(n, device=device) for n in sizes]
+        items = [torch.randn(n, device=device, dtype=dtype) for n in sizes]
         waves = _pad_right(items)  # (b, s)
         with torch.no_grad():
             out = _run_encoder(encoder, waves, lengths)
@@ -58,8 +72,29 @@ def check_encoder(
                 alone = _run_encoder(encoder, item[None], lengths[i : i + 1])
                 n = int(alone.lengths[0])
                 _check_same(encoder, "hidden", i, out.hidden[i, :n], alone.hidden[0, :n], atol)
+            _check_shortest_clip(encoder, max(sizes))
         _check_gradients(encoder, lambda: _weighted_sum(encoder(waves, lengths).hidden), (),
                          require_all_grads, ignore)
+    waves, lengths = toy_audio(sizes, device, dtype)
+    check_in_speechlm(encoder, toy_speechlm(encoder=encoder), waves, lengths, atol=atol, ignore=ignore)
+
+
+def _check_shortest_clip(encoder: nn.Module, longer: int) -> None:
+    """The shortest clip with a frame encodes alone and beside a ``longer``-sample one."""
+    probe = torch.arange(1, PROBE_SECONDS * encoder.sample_rate + 1)  # (s,) candidate clip lengths
+    frames = torch.as_tensor(_call(encoder, "output_lengths", probe)).cpu()
+    admitted = (frames >= 1).nonzero()
+    if not len(admitted):
+        raise _fail(encoder, "shortest clip", f"output_lengths gives no frame to any clip up to {PROBE_SECONDS} s")
+    shortest = int(probe[admitted[0, 0]])
+    device, dtype = _device(encoder), _float_dtype(encoder)
+    context = (f"a clip of {shortest} samples, the shortest that output_lengths gives a frame "
+               "(the transcriber accepts it)")
+    with _stage(encoder, "shortest clip", context):
+        for sizes in ([shortest], [shortest, max(longer, shortest + 1)]):
+            lengths = torch.tensor(sizes, device=device)
+            waves = _pad_right([torch.randn(n, device=device, dtype=dtype) for n in sizes])  # (b, s)
+            _run_encoder(encoder, waves, lengths)
 
 
 def _run_encoder(encoder: nn.Module, waves: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nue_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_state_dict, replace_folder, save_state_dict
+from nue_core.checkpoint import (
+    CONFIG_FILE, WEIGHTS_FILE, read_state_dict, replace_folder, save_state_dict, weights_metadata,
+)
 from nue_core.errors import CheckpointError
 
 CHECKPOINTS = "checkpoints"
@@ -34,12 +36,15 @@ STATE_FILE = "trainer_state.json"
 
 
 def write_model_folder(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
-    """A model folder (config + weights + tokenizer) from a SpeechLM and its (gathered) state dict."""
+    """A model folder (config + weights + tokenizer) from a SpeechLM and its (gathered) state dict.
+
+    The weights are recorded as trained: training wrote them (see ``nue_core.checkpoint.TRAINED_KEY``).
+    """
     from nue_core.composer import export_config
 
     folder.mkdir(parents=True, exist_ok=True)
     export_config(model, folder).save(folder / CONFIG_FILE)  # type: ignore[arg-type]
-    save_state_dict({k: v.detach().cpu() for k, v in state.items()}, folder / WEIGHTS_FILE)
+    save_state_dict({k: v.detach().cpu() for k, v in state.items()}, folder / WEIGHTS_FILE, weights_metadata(True))
 
 
 def optimizer_to_files(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -12,6 +12,7 @@ from nue_core.errors import ConfigError
 from nue_core.model import SpeechLM
 from nue_core.train.config import TrainConfig
 from nue_core.train.data import UtteranceSet
+from nue_core.train.run_folder import check_run_folder, clear_run_folder
 from nue_core.train.trainer import Trainer, TrainResult, make_accelerator, seed_everything
 
 
@@ -68,13 +69,28 @@ def load_data(
 def train(
     model_source: str | Path, train_manifest: Path, valid_manifest: Path | None, run_dir: Path,
     config: TrainConfig, resume: bool = False, model_overrides: dict[str, Any] | None = None,
-    say: Any = print,
+    say: Any = print, *, overwrite: bool = False,
 ) -> TrainResult:
-    """Build the model, check the data, train (resuming when asked), return how it ended."""
+    """Build the model, check the data, train (resuming when asked), return how it ended.
+
+    Args:
+        run_dir: the run folder. One that already holds a run needs ``resume`` (continue it) or
+            ``overwrite`` (delete its files and start over; refused when the folder holds
+            anything a run does not write): see ``nue_core.train.run_folder``.
+
+    Raises:
+        RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+    """
     run_dir = Path(run_dir)
+    # Before anything slow (building the model and reading the data can take minutes).
+    check_run_folder(run_dir, resume, overwrite, model_source)
     acc = make_accelerator(config)
     if not acc.is_main_process:
         say = _quiet
+    if overwrite:
+        if acc.is_main_process:
+            clear_run_folder(run_dir)
+        acc.wait_for_everyone()
     model = build_training_model(model_source, model_overrides, config.seed)
     train_set, valid_set = load_data(config, model, Path(train_manifest), valid_manifest and Path(valid_manifest), say)
     trainer = Trainer(model, config, train_set, valid_set, run_dir, accelerator=acc)
@@ -85,6 +101,9 @@ def train(
     if resume:
         found = trainer.resume()
         say(f"resumed from step {trainer.state.step}" if found else "no checkpoint to resume from; starting fresh")
+    if config.warmup_steps > 0 and config.warmup_steps >= trainer.total_steps:
+        say(f"warning: warmup_steps={config.warmup_steps} >= {trainer.total_steps} training steps: "
+            "the whole run is warm-up (the learning rate only rises)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {trainable / 1e6:.2f}M parameters for {trainer.total_steps} steps "
         f"on {trainer.acc.num_processes} process(es), device {trainer.acc.device}")

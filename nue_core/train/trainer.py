@@ -197,6 +197,7 @@ class Trainer:
         if not self._all_finite(torch.as_tensor(norm)):
             return self._skip_step()
         self.optimizer.step()
+        self.raw_model.is_trained = True  # transcribing it in memory after training must not warn
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         totals["grad_norm"] = float(norm)

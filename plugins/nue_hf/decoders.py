@@ -111,7 +111,8 @@ class HFCausalLMDecoder(nn.Module):
         self.vocab_size: int = int(model.get_output_embeddings().weight.shape[0])
         self.lora_targets: list[str] = default_lora_targets(str(model.config.model_type))
         self.freeze_groups = self._find_freeze_groups()
-        # transformers 5.x renamed the forward kwarg past_key_values -> cache; ask the model once.
+        # transformers 5.x renamed past_key_values -> cache (forward kwarg and output field); older
+        # versions know only past_key_values. Ask the model once.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
@@ -168,9 +169,10 @@ class HFCausalLMDecoder(nn.Module):
             use_cache=caching,
             **{self._cache_kwarg: cache},
         )
-        # Read the output as a mapping: the `past_key_values` attribute of 5.x outputs is a
-        # deprecated alias that logs a warning on every access.
-        new_cache = out.get("cache", out.get("past_key_values"))
+        # The output names its cache as the forward does. Never ask a model that says `cache` for
+        # `past_key_values`: as an attribute, a key or a `get` default, that name is a deprecated
+        # alias which logs a warning (into `nue transcribe`'s progress bar).
+        new_cache = out.get(self._cache_kwarg)
         return DecoderOutput(logits=out.logits, cache=new_cache if caching else None)
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:

@@ -25,6 +25,10 @@ from nue_core.errors import CheckpointError
 
 MODEL_TYPE = "nue_asr"
 PROMPT = {"prefix": "<s>", "postfix": "[SEP]"}
+# The released code's decoding (HF generate, greedy): at least 2 and at most int(4 * s + 20.5) new
+# tokens, no CTC, and no loop guard (a loop runs to the limit). Spelled out, not left to
+# DecodeSpec's defaults, so a change there cannot change what a released folder transcribes.
+DECODE = {"min_new_tokens": 2, "tokens_per_second": 4.0, "extra_tokens": 20, "repetition_limit": 0, "ctc_weight": 0.0}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # (released prefix, framework prefix), most specific first.
 _PREFIXES = (
@@ -47,7 +51,11 @@ def is_released_folder(folder: Path) -> bool:
 
 
 def released_config(folder: Path) -> ModelConfig:
-    """The framework config equivalent to a released folder (tokenizer read from the folder)."""
+    """The framework config equivalent to a released folder (tokenizer read from the folder).
+
+    Its ``decode`` section is the released code's decoding, so the folder transcribes as that code
+    did unless a run overrides it (e.g. ``--repetition-limit 12``).
+    """
     from transformers import GPTNeoXConfig, HubertConfig
 
     raw = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
@@ -60,6 +68,7 @@ def released_config(folder: Path) -> ModelConfig:
             "decoder": {"name": "gpt-neox", "config": _known_fields(raw.get("llm_config") or {}, GPTNeoXConfig),
                         "tokenizer": str(Path(folder).resolve())},
             "prompt": PROMPT,
+            "decode": DECODE,
             "max_audio_seconds": 16.0,
         },
         source=f"{folder}/config.json",

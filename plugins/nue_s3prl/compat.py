@@ -12,6 +12,11 @@ removed in torchaudio 2.9:
 The shims are installed on the imported ``torchaudio`` module object, only when the attribute is
 missing, before any s3prl module is imported; nothing in site-packages is modified.
 
+torchaudio itself: s3prl's hub imports it (its pure-Python parts suffice, which
+``nue_core.torchaudio_guard`` provides when the native library does not load). The native
+``hubert_*`` / ``wav2vec2_*`` path needs no torchaudio at all, so only the hub path is refused,
+with the reason and the fix, when torchaudio cannot be imported in any form.
+
 This module also owns the guard that s3prl never unpickles code: ``weights_only_loads()`` makes
 every ``torch.load`` inside it use ``weights_only=True``.
 """
@@ -28,6 +33,7 @@ from typing import Any, Iterator
 import torch
 
 from nue_core.errors import ConfigError
+from nue_core.torchaudio_guard import guard_torchaudio, matching_torchaudio_command
 
 INSTALL_HINT = 'pip install "nue-asr[s3prl]"'
 _SHIMMED = False
@@ -57,6 +63,24 @@ def require_s3prl() -> None:
     install_torchaudio_shims()
 
 
+def hub_unavailable_reason() -> str | None:
+    """None when s3prl's hub can be imported as far as torchaudio goes, else one line with the fix."""
+    state = guard_torchaudio()
+    if state.importable:
+        return None
+    if state.problem:
+        return state.problem
+    return f"torchaudio is not installed; {matching_torchaudio_command(torch.__version__)}"
+
+
+def require_hub(upstream: str) -> None:
+    """Raise a ConfigError naming the upstream when the hub path cannot run here (torchaudio)."""
+    reason = hub_unavailable_reason()
+    if reason is not None:
+        raise ConfigError(f"s3prl upstream '{upstream}' is built by s3prl's hub, which needs torchaudio "
+                          f"(only hubert_*/wav2vec2_* upstreams are built without it): {reason}")
+
+
 def _sox_unavailable(*args: Any, **kwargs: Any) -> Any:
     raise NotImplementedError(
         "torchaudio.sox_effects was removed in torchaudio 2.9; this s3prl upstream needs an older torchaudio"
@@ -66,8 +90,8 @@ def _sox_unavailable(*args: Any, **kwargs: Any) -> Any:
 def install_torchaudio_shims() -> None:
     """Add the torchaudio APIs s3prl imports but torchaudio >= 2.9 lacks (idempotent)."""
     global _SHIMMED
-    if _SHIMMED:
-        return
+    if _SHIMMED or not guard_torchaudio().importable:
+        return  # without torchaudio only the native path runs, and it imports no module needing these
     import torchaudio
 
     if not hasattr(torchaudio, "set_audio_backend"):

@@ -26,7 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.registry import BuildContext
-from nue_s3prl.compat import INSTALL_HINT, import_s3prl, require_s3prl, s3prl_missing_reason, weights_only_loads
+from nue_s3prl.compat import (
+    hub_unavailable_reason,
+    import_s3prl,
+    require_hub,
+    require_s3prl,
+    s3prl_missing_reason,
+    weights_only_loads,
+)
 from nue_s3prl.featurizer import state_index
 
 NATIVE_FAMILY = {f"{family}_{kind}": family for family in ("hubert", "wav2vec2") for kind in ("local", "url", "custom")}
@@ -115,6 +122,7 @@ def build_hub(options: S3PRLOptions, ctx: BuildContext) -> torch.nn.Module:
     """Any other upstream through s3prl's hub; pickled code in its checkpoint is refused."""
     from nue_s3prl.generic import S3PRLHubEncoder
 
+    require_hub(options.upstream)
     hub = import_s3prl("s3prl.hub")
     names = hub.options()
     if options.upstream not in names:
@@ -141,9 +149,14 @@ def build_s3prl_encoder(options: BaseModel, ctx: BuildContext) -> torch.nn.Modul
 
 
 def register_encoders(register: Callable[..., None]) -> None:
-    """Register ``s3prl``, ``s3prl:hubert`` and ``s3prl:wav2vec2``, described as unavailable without s3prl."""
+    """Register ``s3prl``, ``s3prl:hubert`` and ``s3prl:wav2vec2``, marked unavailable without s3prl.
+
+    The descriptions are the same in every environment (the config reference is generated from
+    them); what is missing here goes to ``unavailable``, which ``nue plugins`` shows.
+    """
     missing = s3prl_missing_reason(import_it=False)
-    note = f"unavailable: {INSTALL_HINT}" if missing else ""
+    # without a loadable torchaudio the native hubert_*/wav2vec2_* upstreams still work; only the hub does not
+    hub = None if missing else hub_unavailable_reason()
     entries = (
         ("s3prl", S3PRLOptions, ("s3prl-upstream",), "any s3prl upstream (hub name in `upstream`)"),
         ("s3prl:hubert", S3PRLHubertOptions, ("s3prl-hubert",), "s3prl HuBERT (hubert_local: converted .pt checkpoint)"),
@@ -151,7 +164,11 @@ def register_encoders(register: Callable[..., None]) -> None:
          "s3prl wav2vec 2.0 (wav2vec2_local: converted .pt checkpoint)"),
     )
     for name, options, aliases, text in entries:
-        description = f"{note} ({text})" if note else f"{text}; padding-invariant batching"
+        unavailable = missing or ""
+        if hub and name == "s3prl":  # short: the torchaudio line of `nue plugins` says what is wrong
+            unavailable = ("its hub upstreams (all but hubert_*/wav2vec2_*) need torchaudio, "
+                           "which cannot be imported here")
         # SSL upstreams are frozen by default, as s3prl's recipes do; the layer weights still train.
-        register(name, build_s3prl_encoder, options=options, aliases=aliases, description=description,
-                 shared_defaults={"freeze": ["upstream"]})
+        register(name, build_s3prl_encoder, options=options, aliases=aliases,
+                 description=f"{text}; padding-invariant batching", shared_defaults={"freeze": ["upstream"]},
+                 unavailable=unavailable)

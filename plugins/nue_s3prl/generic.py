@@ -23,6 +23,10 @@ from nue_core.protocols import EncoderOutput
 from nue_s3prl.featurizer import Featurizer, Layer
 
 SAMPLE_RATE = 16000
+# The shortest input an upstream runs on: the 25 ms receptive field of the wav2vec2/HuBERT conv
+# front end (and the window of the fbank-based upstreams). Shorter clips still get the frame
+# count ``output_lengths`` promises, so they are zero-padded to this before the upstream sees them.
+MIN_UPSTREAM_SAMPLES = 400
 
 
 def match_length(hidden: torch.Tensor, frames: int) -> torch.Tensor:
@@ -79,7 +83,10 @@ class S3PRLHubEncoder(nn.Module):
         frames = self.output_lengths(lengths).to(waveforms.device)
         per_item = []  # per item: list of (t_i, d), one per hidden state
         for wave, n, f in zip(waveforms, lengths.tolist(), frames.tolist()):
-            states = self.upstream([wave[: int(n)]])["hidden_states"]
+            item = wave[: int(n)]
+            if item.shape[0] < MIN_UPSTREAM_SAMPLES:
+                item = nn.functional.pad(item, (0, MIN_UPSTREAM_SAMPLES - item.shape[0]))
+            states = self.upstream([item])["hidden_states"]
             per_item.append([match_length(h[0], int(f)) for h in states])
         pad = nn.utils.rnn.pad_sequence
         states = [pad([item[k] for item in per_item], batch_first=True) for k in range(len(per_item[0]))]

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic-voices", type=int, default=None, help="how many synthetic voices (default: all)")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="TrainConfig override key=value (model.KEY=value: model config)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --work")
+    p.add_argument("--overwrite", action="store_true", help="delete the previous run in --work and train again")
     p.add_argument("--install-default", action="store_true", help="copy the model to nue_core/default_model")
     p.add_argument("--prepare", action="store_true", help="only build the data, tokenizer and model.yaml (e.g. for ablation.yaml)")
     return p.parse_args(argv)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.time()
     run_dir = args.work / "run"
     result = train(model_yaml, manifests["train"], manifests["valid"], run_dir, config, resume=args.resume,
-                   model_overrides=model_overrides)
+                   model_overrides=model_overrides, overwrite=args.overwrite)
     minutes = (time.time() - start) / 60
     if result.status != "finished":
         print(f"stopped at step {result.step}; continue with: python {Path(__file__).name} --resume")

@@ -44,3 +44,14 @@ def test_benchmarks_leave_autograd_on():
     import torch
 
     assert torch.is_grad_enabled()  # a benchmark run in-process must not switch gradients off for others
+
+
+def test_only_paper_implies_paper(monkeypatch):
+    """`--only-paper` alone used to skip the tiny model and run nothing: it asks for the paper model."""
+    main = _main("decode_batched")
+    common = main.__globals__["common"]
+    asked = []
+    monkeypatch.setattr(common, "tiny_model", lambda *a, **k: pytest.fail("--only-paper built the tiny model"))
+    monkeypatch.setattr(common, "paper_model", lambda layers, *a, **k: asked.append(layers))  # None: "skipped"
+    assert main(["--only-paper", "--paper-layers", "2"]) == {}
+    assert asked == [2]

@@ -72,3 +72,46 @@ def test_named_checkpoint_offline_gives_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="rinna/nue-asr"):
         load("nue-asr")
+
+
+def test_saved_folder_records_whether_its_weights_were_trained(tmp_path):
+    """A composed model saved as is (what `nue compose -o` does) loads back untrained; one saved as
+    trained, or written by training, loads back trained."""
+    from nue_core.train.checkpointing import write_model_folder
+
+    model = compose(tiny_config())
+    assert model.is_trained is False  # random bridge (and here random everything)
+    save_model(model, tmp_path / "composed")
+    assert load(tmp_path / "composed").is_trained is False
+    save_model(model, tmp_path / "marked", trained=True)
+    assert load(tmp_path / "marked").is_trained is True
+    write_model_folder(model, model.state_dict(), tmp_path / "by-training")
+    assert load(tmp_path / "by-training").is_trained is True
+    model.is_trained = True  # trained by the user's own loop: save_model records it
+    save_model(model, tmp_path / "own-loop")
+    assert load(tmp_path / "own-loop").is_trained is True
+
+
+def test_folder_saved_before_the_marker_counts_as_trained(tmp_path):
+    """Existing user folders have no marker in the safetensors header: never warn falsely on them."""
+    from safetensors.torch import load_file, save_file
+
+    save_model(compose(tiny_config()), tmp_path / "old")
+    weights = tmp_path / "old" / "model.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata={"format": "pt"})  # the header as saved before
+    assert load(tmp_path / "old").is_trained is True
+    assert load("default").is_trained is True  # the embedded model, trained by the recipe
+
+
+def test_preset_and_adapter_trained_marker(tmp_path):
+    from nue_core.checkpoint import save_adapter
+    from nue_core.config import LoraSpec
+    from nue_core.trainability import reconfigure
+
+    assert load("tiny").is_trained is False
+    save_model(compose(tiny_config()), tmp_path / "base")
+    model = load(tmp_path / "base")
+    decoder = model.config.decoder.model_copy(update={"lora": LoraSpec(r=2)})
+    reconfigure(model, model.config.model_copy(update={"decoder": decoder}))
+    save_adapter(model, tmp_path / "adapter", base=tmp_path / "base")
+    assert load(tmp_path / "adapter").is_trained is True  # an adapter is what training changed

@@ -71,6 +71,24 @@ def test_min_new_tokens_forbids_early_eos():
         assert len(out[0]) == min_new
 
 
+def test_repetition_guard_stops_a_loop_at_the_limit():
+    model = _model()
+    tok = 65
+    forward = model.decoder.forward
+
+    def looping_forward(*args, **kwargs):  # one token wins everywhere: a loop of one
+        out = forward(*args, **kwargs)
+        out.logits[..., tok] += 1e4
+        return out
+
+    model.decoder.forward = looping_forward
+    wave, lens = make_audio([1.0], seed=6)
+    limit = int(4 * 1.0 + 20 + 0.5)
+    assert model.generate(wave, lens, GenerationConfig(repetition_limit=0)) == [[tok] * limit]
+    assert model.generate(wave, lens, GenerationConfig(repetition_limit=12)) == [[tok] * 12]
+    assert model.generate(wave, lens, GenerationConfig(repetition_limit=12, num_beams=2)) == [[tok] * 12]
+
+
 def test_repetition_guard():
     assert is_looping([1, 2, 3] + [7] * 5, limit=5)
     assert is_looping([9] + [4, 5] * 3, limit=3)
@@ -79,11 +97,17 @@ def test_repetition_guard():
 
 
 def test_model_config_decode_settings_are_the_default():
-    cfg = tiny_config(decode={"min_new_tokens": 0, "tokens_per_second": 1.0, "extra_tokens": 2})
+    cfg = tiny_config(decode={"min_new_tokens": 0, "tokens_per_second": 1.0, "extra_tokens": 2, "repetition_limit": 5})
     model = compose(cfg).eval()
     gen = GenerationConfig.for_model(model.config)
-    assert (gen.min_new_tokens, gen.tokens_per_second, gen.extra_tokens) == (0, 1.0, 2)
+    assert (gen.min_new_tokens, gen.tokens_per_second, gen.extra_tokens, gen.repetition_limit) == (0, 1.0, 2, 5)
     assert GenerationConfig.for_model(model.config, num_beams=3, max_new_tokens=None).num_beams == 3
+    # An explicit run option wins, 0 included (0 = guard off); None keeps the model's value.
+    assert GenerationConfig.for_model(model.config, repetition_limit=0).repetition_limit == 0
+    assert GenerationConfig.for_model(model.config, repetition_limit=None).repetition_limit == 5
+    assert GenerationConfig.for_model(compose(tiny_config()).config).repetition_limit == 12  # nue's own default
+    with pytest.raises(ConfigError, match="decode.repetition_limit"):
+        compose(tiny_config(decode={"repetition_limit": -1}))
     wave, lens = make_audio([1.0])
     assert len(model.generate(wave, lens)[0]) <= int(1.0 * 1.0 + 2 + 0.5)
 

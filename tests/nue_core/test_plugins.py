@@ -134,3 +134,19 @@ def test_entry_point_that_fails_to_import_is_reported(monkeypatch):
     assert "import failed" in info.error and "nue_no_such_module" in info.error
     # the first-party plugins still load
     assert {"nue_hf", "nue_bridges"} <= {p.name for p in loaded.plugins if not p.error}
+
+
+class NeedsAnExtraPlugin:
+    @hookimpl
+    def register_encoders(self, register):
+        register("needs-extra", _factory, description="static text", unavailable='libfoo is missing; pip install "x[foo]"')
+        register("ready", _factory, description="works here")
+
+
+def test_component_unavailable_here_keeps_its_description_and_says_why():
+    loaded = _load(NeedsAnExtraPlugin())
+    assert not loaded.broken
+    entry = loaded.registry.get("encoder", "needs-extra")
+    assert entry.description == "static text"  # generated docs read this: it must not vary per environment
+    assert entry.unavailable == 'libfoo is missing; pip install "x[foo]"'
+    assert loaded.registry.get("encoder", "ready").unavailable == ""

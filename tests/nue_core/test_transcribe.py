@@ -83,3 +83,48 @@ def test_speechlm_transcribe_and_bfloat16():
                            generation=GenerationConfig(max_new_tokens=4))
     assert all(r.ok for r in results)
     assert next(m.parameters()).dtype == torch.bfloat16  # dtype casts the model in place, like .to()
+
+
+def _untrained_records(caplog):
+    return [r for r in caplog.records if "untrained model" in r.getMessage()]
+
+
+def test_untrained_model_warns_once_in_one_line(caplog, tmp_path):
+    """A composed, never trained model: one warning naming what to do, however often it transcribes."""
+    from nue_core.checkpoint import load, save_model
+
+    model = compose(tiny_config()).eval()
+    gen = GenerationConfig(max_new_tokens=2)
+    with caplog.at_level("WARNING"):
+        model.transcribe([_noise(0.3, 1)], generation=gen)
+        model.transcribe([_noise(0.3, 2), _noise(0.4, 3)], generation=gen)
+    (record,) = _untrained_records(caplog)
+    assert record.levelname == "WARNING" and "\n" not in record.getMessage()
+    assert "nue train" in record.getMessage() and "trained model folder" in record.getMessage()
+    caplog.clear()
+    save_model(model, tmp_path / "composed")  # `nue compose -o`: still untrained when loaded back
+    with caplog.at_level("WARNING"):
+        load(tmp_path / "composed").transcribe([_noise(0.3, 1)], generation=gen)
+    assert len(_untrained_records(caplog)) == 1
+
+
+def test_trained_model_does_not_warn(caplog):
+    from nue_core.checkpoint import load
+
+    model = compose(tiny_config()).eval()
+    model.is_trained = True
+    with caplog.at_level("WARNING"):
+        model.transcribe([_noise(0.3, 1)], generation=GenerationConfig(max_new_tokens=2))
+        load("default").transcribe([_noise(0.5, 2)])
+    assert _untrained_records(caplog) == []
+
+
+def test_run_transcription_of_a_preset_warns_once(caplog):
+    """What `nue transcribe tiny` and `nue evaluate tiny` run: one warning for the whole run."""
+    from nue_core.inference.runner import RunOptions, run_transcription
+
+    with caplog.at_level("WARNING"):
+        results = run_transcription("tiny", [_noise(0.3, 1), _noise(0.4, 2)],
+                                    RunOptions(batch_size=1, progress=False, max_new_tokens=2), None)
+    assert all(r.ok for r in results)
+    assert len(_untrained_records(caplog)) == 1

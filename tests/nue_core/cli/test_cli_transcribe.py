@@ -129,3 +129,12 @@ def test_embedded_default_transcribes_its_examples():
     lines = [line.split("\t") for line in res.stdout.strip().splitlines()]
     assert len(lines) == 3 and all(path.endswith(".wav") for path, _ in lines)
     assert all(text.split() and set(text.split()) <= digits for _, text in lines)
+
+
+def test_json_output_is_one_document(model_dir, audio_dir, tmp_path):
+    out = tmp_path / "out.json"
+    good = [str(audio_dir / "a.wav"), str(audio_dir / "sub" / "b.flac")]
+    res = CliRunner().invoke(app, ["transcribe", str(model_dir), *good, "-o", str(out), "--max-new-tokens", "3"])
+    assert res.exit_code == 0, res.output
+    records = json.loads(out.read_text())  # json.load, not line by line
+    assert [r["source"] for r in records] == good and [r["index"] for r in records] == [0, 1]

@@ -1,52 +1,23 @@
-"""Toy components for the conformance kit's tests: one correct of each kind and broken variants."""
+"""Broken variants of the kit's own toy parts (``nue_core.testing.toys``, the correct ones).
+
+Each breaks one promise of ``nue_core.protocols``; the tests check that the kit names it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from nue_core.protocols import BridgeOutput, DecoderOutput, EncoderOutput
+from nue_core.testing.toys import HOP, CharTokenizer, ToyBridge, ToyDecoder, ToyEncoder
 
-HOP = 320  # samples per frame: 50 frames/s at 16 kHz
-
-
-def _mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
-    return torch.arange(t, device=lengths.device)[None] < lengths[:, None]  # (b, t)
-
+__all__ = [  # the correct toys are re-exported: the tests import every part from here
+    "HOP", "CharTokenizer", "ToyBridge", "ToyDecoder", "ToyEncoder",
+]
 
 # ----------------------------------------------------------------------------- toy encoder
-
-
-class ToyEncoder(nn.Module):
-    """Cuts the waveform into HOP-sample frames and projects each: no frame sees another."""
-
-    frame_rate_hz = 50.0
-    sample_rate = 16000
-
-    def __init__(self, dim: int = 8) -> None:
-        super().__init__()
-        self.output_dim = dim
-        self.freeze_groups = {"proj": ["proj."]}
-        self.proj = nn.Linear(HOP, dim)
-
-    def output_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
-        return sample_lengths // HOP
-
-    def features(self, waveforms: torch.Tensor) -> torch.Tensor:
-        t = waveforms.shape[1] // HOP
-        return self.proj(waveforms[:, : t * HOP].reshape(len(waveforms), t, HOP))  # (b, t, d)
-
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        hidden = self.features(waveforms)
-        out_lengths = lengths // HOP
-        hidden = hidden.masked_fill(~_mask(out_lengths, hidden.shape[1])[..., None], 0.0)
-        return EncoderOutput(hidden, out_lengths)
-
-    def export_options(self, folder: Path) -> dict[str, Any]:
-        return {"dim": self.output_dim}
 
 
 class TimeNormEncoder(ToyEncoder):
@@ -79,34 +50,29 @@ class NanGradEncoder(ToyEncoder):
         return hidden + torch.sqrt(self.proj.bias.sum() * 0.0)  # adds 0, but d sqrt(0) = inf: NaN grad
 
 
-# ----------------------------------------------------------------------------- toy bridge
+class ShortClipEncoder(ToyEncoder):
+    """Crashes on a clip of one frame, which output_lengths (and so the transcriber) admits."""
+
+    def features(self, waveforms: torch.Tensor) -> torch.Tensor:
+        if waveforms.shape[1] < 2 * HOP:
+            raise ValueError("need at least two frames of audio")
+        return super().features(waveforms)
 
 
-class ToyBridge(nn.Module):
-    """Keeps every second frame and projects it; optionally a CTC head over all frames."""
+class ParameterFreeEncoder(ToyEncoder):
+    """Frames cut to 8 samples, no weights: the transcriber cannot read the input dtype off a parameter."""
 
-    def __init__(self, in_dim: int, out_dim: int, ctc_vocab: int = 0) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.in_dim, self.out_dim = in_dim, out_dim
-        self.freeze_groups = {"proj": ["proj."]}
-        self.proj = nn.Linear(in_dim, out_dim)
-        self.ctc = nn.Linear(in_dim, ctc_vocab) if ctc_vocab else None
+        del self.proj
+        self.freeze_groups = {}
 
-    def output_lengths(self, frame_lengths: torch.Tensor) -> torch.Tensor:
-        return (frame_lengths + 1) // 2
+    def features(self, waveforms: torch.Tensor) -> torch.Tensor:
+        t = waveforms.shape[1] // HOP
+        return waveforms[:, : t * HOP].reshape(len(waveforms), t, HOP)[..., : self.output_dim]
 
-    def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden[:, ::2]
 
-    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
-        x = self.proj(self.pooled(hidden))  # (b, n, out_dim)
-        n = (lengths + 1) // 2
-        x = x.masked_fill(~_mask(n, x.shape[1])[..., None], 0.0)
-        ctc = self.ctc(hidden) if self.ctc is not None else None
-        return BridgeOutput(x, n, ctc, lengths if ctc is not None else None)
-
-    def export_options(self, folder: Path) -> dict[str, Any]:
-        return {}
+# ----------------------------------------------------------------------------- toy bridge
 
 
 class TimeNormBridge(ToyBridge):
@@ -127,53 +93,34 @@ class BlockingBridge(ToyBridge):
         return torch.ones_like(super().pooled(hidden))
 
 
+class ShortInputBridge(ToyBridge):
+    """Crashes on inputs of under 3 frames although output_lengths gives them a vector."""
+
+    def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.shape[1] < 3:
+            raise ValueError("need 3 frames")
+        return super().pooled(hidden)
+
+
+class BatchLeakBridge(ToyBridge):
+    """Negates its vectors in a batch of more than one: an item decodes differently batched than
+    alone (check_bridge's padding invariance catches it before the SpeechLM run does)."""
+
+    def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
+        out = super().forward(hidden, lengths)
+        out.embeds = -out.embeds if len(hidden) > 1 else out.embeds
+        return out
+
+
+class BlanklessCtcBridge(ToyBridge):
+    """Returns CTC logits but does not say which class is the blank."""
+
+    def __init__(self) -> None:
+        super().__init__(16, 24, ctc_vocab=30)
+        self.ctc_blank_id = None
+
+
 # ----------------------------------------------------------------------------- toy decoder
-
-
-class CharTokenizer:
-    chars = " abcdefghijklmnopqrstuvwxyz"
-    bos_id, eos_id, pad_id = 1, 2, 0
-    vocab_size = len(chars) + 3
-
-    def encode(self, text: str) -> list[int]:
-        return [self.chars.index(c) + 3 for c in text]
-
-    def decode(self, ids: list[int]) -> str:
-        return "".join(self.chars[i - 3] for i in ids if i >= 3)
-
-    def save(self, folder: Path) -> dict[str, Any]:
-        return {}
-
-
-class ToyDecoder(nn.Module):
-    """Causal running mean of (token + position) embeddings over unmasked positions, then a head."""
-
-    def __init__(self, dim: int = 8, tokenizer: Any = None) -> None:
-        super().__init__()
-        self.tokenizer = tokenizer or CharTokenizer()
-        self.embed_dim, self.vocab_size = dim, self.tokenizer.vocab_size
-        self.lora_targets = ["head"]
-        self.freeze_groups = {"embeddings": ["tokens.", "positions."]}
-        self.tokens = nn.Embedding(self.vocab_size, dim)
-        self.positions = nn.Embedding(64, dim)
-        self.head = nn.Linear(dim, self.vocab_size)
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.tokens(ids)
-
-    def mixed(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask[..., None].to(x.dtype)  # (b, l_all, 1)
-        return (x * m).cumsum(1) / m.cumsum(1).clamp(min=1)
-
-    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor, cache: Any = None) -> DecoderOutput:
-        x = inputs_embeds + self.positions(position_ids)  # (b, l, d)
-        values = x if cache is None else torch.cat([cache, x], dim=1)  # (b, l_all, d)
-        h = self.mixed(values, attention_mask)[:, -x.shape[1] :]
-        return DecoderOutput(self.head(torch.tanh(h)), values)
-
-    def export_options(self, folder: Path) -> dict[str, Any]:
-        return {"dim": self.embed_dim}
 
 
 class MaskBlindDecoder(ToyDecoder):
@@ -184,6 +131,50 @@ class MaskBlindDecoder(ToyDecoder):
 class NoCacheDecoder(ToyDecoder):
     def forward(self, *args: Any, **kwargs: Any) -> DecoderOutput:
         return DecoderOutput(super().forward(*args, **kwargs).logits, None)
+
+
+class OldProtocolDecoder(ToyDecoder):
+    """Written to the protocol before ``use_cache``: generation's call is a TypeError."""
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,  # type: ignore[override]
+                position_ids: torch.Tensor, cache: Any = None) -> DecoderOutput:
+        return super().forward(inputs_embeds, attention_mask, position_ids, cache, use_cache=True)
+
+
+class ForgetfulDecoder(ToyDecoder):
+    """Ignores the cache it is given: a step sees only the new token."""
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                cache: Any = None, use_cache: bool | None = None) -> DecoderOutput:
+        mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        return super().forward(inputs_embeds, mask, position_ids, None, use_cache)
+
+
+class PositionlessCacheDecoder(ToyDecoder):
+    """Caches the inputs without their position embeddings: later steps see other values."""
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                cache: Any = None, use_cache: bool | None = None) -> DecoderOutput:
+        out = super().forward(inputs_embeds, attention_mask, position_ids, cache, use_cache)
+        if out.cache is not None:
+            out.cache = torch.cat([out.cache[:, : -inputs_embeds.shape[1]], inputs_embeds], dim=1)
+        return out
+
+
+class StaleCacheDecoder(ToyDecoder):
+    """Returns the cache it was given, not extended by the new token: the next step's mask is longer."""
+
+    def forward(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                cache: Any = None, use_cache: bool | None = None) -> DecoderOutput:
+        out = super().forward(inputs_embeds, attention_mask, position_ids, cache, use_cache)
+        return DecoderOutput(out.logits, cache if cache is not None else out.cache)
+
+
+class UnorderedCacheDecoder(ToyDecoder):
+    """reorder_cache keeps the rows in their old order (repeats right, order wrong)."""
+
+    def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
+        return cache.index_select(0, index.sort().values)
 
 
 class UpperTokenizer(CharTokenizer):

@@ -8,9 +8,18 @@ import pytest
 import torch
 from torch import nn
 
-from nue_core.protocols import DecoderOutput
 from nue_core.testing import ConformanceError, check_decoder
-from tests.nue_core.testing.fakes import MaskBlindDecoder, NoCacheDecoder, ToyDecoder, UpperTokenizer
+from tests.nue_core.testing.fakes import (
+    ForgetfulDecoder,
+    MaskBlindDecoder,
+    NoCacheDecoder,
+    OldProtocolDecoder,
+    PositionlessCacheDecoder,
+    StaleCacheDecoder,
+    ToyDecoder,
+    UnorderedCacheDecoder,
+    UpperTokenizer,
+)
 
 
 def test_correct_decoder_passes() -> None:
@@ -31,10 +40,33 @@ def test_decoder_that_ignores_position_ids_fails() -> None:
         check_decoder(decoder)
 
 
-def test_decoder_without_cache_fails_unless_cache_check_is_off() -> None:
-    with pytest.raises(ConformanceError, match="NoCacheDecoder: kv cache failed: forward returned cache=None"):
-        check_decoder(NoCacheDecoder())
-    check_decoder(NoCacheDecoder(), check_cache=False)
+def test_decoder_written_to_the_old_protocol_fails_naming_use_cache() -> None:
+    # generation calls decoder(..., cache=..., use_cache=True): a forward without use_cache cannot generate
+    with pytest.raises(ConformanceError, match="^OldProtocolDecoder: forward signature failed: ") as info:
+        check_decoder(OldProtocolDecoder())
+    message = str(info.value)
+    assert "use_cache=True" in message and "unexpected keyword argument 'use_cache'" in message
+
+
+@pytest.mark.parametrize(
+    ("decoder", "check", "detail"),
+    [
+        (NoCacheDecoder(), "kv cache", "use_cache=True) returned cache=None"),
+        (ForgetfulDecoder(), "kv cache", "step 1 with the cache differs from a full forward without cache"),
+        (PositionlessCacheDecoder(), "kv cache", "step 1 with the cache differs"),
+        (StaleCacheDecoder(), "kv cache", "a step with the cache, as generation makes it: forward failed: raised"),
+        (UnorderedCacheDecoder(), "reorder_cache", "a step after expanding the rows differs"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v).__name__,
+)
+def test_decoder_that_cannot_generate_fails_with_the_reason_named(decoder: nn.Module, check: str, detail: str) -> None:
+    with pytest.raises(ConformanceError, match=f"^{type(decoder).__name__}: {check} failed: ") as info:
+        check_decoder(decoder)
+    assert detail in str(info.value)
+
+
+def test_decoder_without_cache_passes_only_with_cache_check_off() -> None:
+    check_decoder(NoCacheDecoder(), check_cache=False)  # trains in a SpeechLM; generation is skipped
 
 
 def test_decoder_with_wrong_vocab_size_fails() -> None:
@@ -48,8 +80,15 @@ def test_decoder_tokenizer_must_round_trip() -> None:
     with pytest.raises(ConformanceError, match="tokenizer round trip failed: .*'HELLO WORLD'"):
         check_decoder(ToyDecoder(tokenizer=UpperTokenizer()))
     decoder = ToyDecoder()
-    decoder.tokenizer = None  # described without tokenizer files: allowed
+    decoder.tokenizer = None  # described without tokenizer files: allowed, and still generates in the kit
     check_decoder(decoder)
+
+
+def test_decoder_tokenizer_ids_must_index_the_logits() -> None:
+    decoder = ToyDecoder()
+    decoder.tokenizer.eos_id = 30  # type: ignore[misc]  # one past the vocabulary
+    with pytest.raises(ConformanceError, match=r"tokenizer failed: eos_id is 30, expected an int in \[0, 30\)"):
+        check_decoder(decoder)
 
 
 def test_decoder_lora_targets_must_be_strings() -> None:
@@ -61,16 +100,10 @@ def test_decoder_lora_targets_must_be_strings() -> None:
 
 def test_decoder_gradient_must_reach_inputs_embeds() -> None:
     decoder = ToyDecoder()
-    decoder.forward = lambda e, m, p, c=None: ToyDecoder.forward(decoder, e.detach(), m, p, c)  # type: ignore
+
+    def detached(e: torch.Tensor, m: torch.Tensor, p: torch.Tensor, cache: Any = None, use_cache: Any = None) -> Any:
+        return ToyDecoder.forward(decoder, e.detach(), m, p, cache, use_cache)
+
+    decoder.forward = detached  # type: ignore[method-assign]
     with pytest.raises(ConformanceError, match="ToyDecoder: gradient flow failed"):
         check_decoder(decoder, require_all_grads=False)
-
-
-def test_decoder_with_a_cache_that_forgets_fails() -> None:
-    class ForgetfulDecoder(ToyDecoder):
-        def forward(self, e: torch.Tensor, m: torch.Tensor, p: torch.Tensor, cache: Any = None) -> DecoderOutput:
-            out = super().forward(e, m[:, -e.shape[1] :] if cache is not None else m, p, None)
-            return DecoderOutput(out.logits, out.cache)
-
-    with pytest.raises(ConformanceError, match="ForgetfulDecoder: kv cache failed: a step with the cache differs"):
-        check_decoder(ForgetfulDecoder())

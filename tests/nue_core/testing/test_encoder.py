@@ -11,6 +11,8 @@ from tests.nue_core.testing.fakes import (
     HOP,
     DetachedEncoder,
     NanGradEncoder,
+    ParameterFreeEncoder,
+    ShortClipEncoder,
     TimeNormEncoder,
     ToyEncoder,
     UnmaskedEncoder,
@@ -42,6 +44,8 @@ def test_check_runs_under_an_outer_no_grad() -> None:
         (UnmaskedEncoder(), "zero padding", "hidden[0, 25:] is not zero"),
         (UnusedLayerEncoder(), "gradient flow", "unused.weight, unused.bias"),
         (NanGradEncoder(), "gradient flow", "NaN or inf"),
+        (ShortClipEncoder(), "shortest clip", "a clip of 320 samples, the shortest that output_lengths gives a "
+                                              "frame (the transcriber accepts it): forward failed: raised ValueError"),
     ],
     ids=lambda v: v if isinstance(v, str) else type(v).__name__,
 )
@@ -110,3 +114,20 @@ def test_a_crash_in_forward_is_reported_with_its_cause() -> None:
     with pytest.raises(ConformanceError, match="forward failed: raised ZeroDivisionError") as info:
         check_encoder(encoder)
     assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_encoder_without_parameters_fails() -> None:
+    with pytest.raises(ConformanceError, match="^ParameterFreeEncoder: protocol attributes failed: has no parameter"):
+        check_encoder(ParameterFreeEncoder())
+
+
+def test_encoder_trains_and_generates_in_a_speechlm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nue_core.testing.encoder as kit
+
+    models: list[nn.Module] = []
+    real = kit.check_in_speechlm
+    monkeypatch.setattr(kit, "check_in_speechlm", lambda c, m, *a, **k: (models.append(m), real(c, m, *a, **k)))
+    encoder = ToyEncoder()
+    check_encoder(encoder)
+    assert models and models[0].encoder is encoder  # type: ignore[union-attr]
+    assert models[0].bridge.in_dim == encoder.output_dim  # type: ignore[union-attr]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import torch
@@ -144,6 +147,69 @@ def test_kv_cache_steps_match_full_forward(registry: Registry, name: str) -> Non
             out = decoder(step, mask[:, : t + 1], positions[:, t : t + 1], out.cache)
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+@contextlib.contextmanager
+def transformers_messages() -> Iterator[list[str]]:
+    """Collect every warning transformers gives inside the block (read the list after it).
+
+    Both channels: its log records (the "transformers" logger does not propagate to the root, so
+    pytest's caplog would miss them) and Python warnings. ``warning_once`` forgets what it said
+    before, so a message an earlier test in this process triggered is given again.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("transformers"), Collect(logging.WARNING)
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # a quieter verbosity set elsewhere must not hide them
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages.extend(str(w.message) for w in caught)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_cached_decoding_uses_current_transformers_api(registry: Registry, name: str) -> None:
+    """Prefill, cached steps and beam reordering as generation runs them: transformers says nothing
+    (5.x logs "`past_key_values`/`cache_params` are deprecated" when asked for the old name)."""
+    decoder = tiny(registry, name)
+    ids = torch.randint(0, 256, (2, 5), generator=torch.Generator().manual_seed(3))
+    mask, positions = torch.ones_like(ids), torch.arange(5)[None].expand(2, 5)
+    with transformers_messages() as messages, torch.no_grad():
+        out = decoder(decoder.embed(ids[:, :3]), mask[:, :3], positions[:, :3], cache=None, use_cache=True)
+        for t in (3, 4):
+            cache = decoder.reorder_cache(out.cache, torch.tensor([1, 0]))  # beams swap places
+            out = decoder(decoder.embed(ids[:, t : t + 1]), mask[:, : t + 1], positions[:, t : t + 1],
+                          cache=cache, use_cache=True)
+    assert out.cache is not None
+    assert messages == []
+
+
+@pytest.mark.parametrize("name", ["gpt-neox", "llama"])
+def test_speech_lm_generation_is_quiet(name: str) -> None:
+    from nue_core.composer import compose
+    from nue_core.generation import GenerationConfig
+    from tests.conftest import make_audio, tiny_config
+
+    torch.manual_seed(0)
+    model = compose(tiny_config(decoder=name)).eval()
+    wave, lens = make_audio([0.5, 0.3], seed=1)
+    with transformers_messages() as messages:
+        model.generate(wave, lens, GenerationConfig(max_new_tokens=4))
+        model.generate(wave, lens, GenerationConfig(max_new_tokens=4, num_beams=2))
+    assert messages == []
 
 
 def test_no_cache_in_training_unless_asked(registry: Registry) -> None:

@@ -1,7 +1,8 @@
-"""The released Nue-ASR layout: load, same transcripts as the documented procedure, export, LoRA."""
+"""The released Nue-ASR layout: load, same transcripts as the released code by default, export, LoRA."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -10,11 +11,14 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
 
-from nue_core.checkpoint import load, save_adapter
-from nue_core.config import LoraSpec
+from nue_core.checkpoint import load, save_adapter, save_model
+from nue_core.cli import _register_verbs, app
+from nue_core.config import DecodeSpec, LoraSpec
 from nue_core.errors import CheckpointError, ConfigError
-from nue_core.generation import GenerationConfig
+from nue_core.generation import GenerationConfig, is_looping
 from nue_core.trainability import merge_adapters, reconfigure
 from nue_hf.released import load_released
 from nue_hf.released_export import export_released
@@ -22,7 +26,14 @@ from nue_hf.tokenizers import SentencePieceTokenizer
 from tests.conftest import make_audio
 from tests.plugins.nue_hf.released_fixture import make_released_folder
 
+_register_verbs()  # all verbs, as `nue` has them
 SECONDS = [0.8, 0.5, 1.1]
+# Clip lengths for the looping folder: max_new_tokens from 23 to 44, so loops of one or two tokens
+# reach 12 repeats (12 or 24 tokens) well before the limit in most clips.
+LOOP_SECONDS = [0.8, 1.1, 2.2, 3.0, 3.6, 4.2, 5.0, 6.1]
+# token -> the token the looping folder's head is pulled towards after it: 13 46 13 46 ...,
+# 32 50 32 50 ..., 49 49 ...
+LOOPS = {13: 46, 46: 13, 32: 50, 50: 32, 49: 49}
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +41,38 @@ def released(tmp_path_factory):
     return make_released_folder(tmp_path_factory.mktemp("rel") / "nue-asr")
 
 
-def _reference_parts(folder):
-    """The documented parts, built directly from the folder with transformers (fp16 -> fp32)."""
-    from tests.plugins.nue_hf.released_fixture import build_parts
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory):
+    """A released folder whose greedy output falls into loops of one or two tokens, as an
+    undertrained or out-of-domain model's does. How soon depends on the audio; the released code
+    has no guard, so a loop runs to max_new_tokens."""
+    folder = make_released_folder(tmp_path_factory.mktemp("loop") / "nue-asr")
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    embed, head = state["llm.gpt_neox.embed_in.weight"].float(), state["llm.embed_out.weight"].float()
+    for token, successor in LOOPS.items():
+        # Mild (0.4): the audio still decides the first tokens and whether and when a loop starts.
+        head[successor] += 0.4 * embed[token] / embed[token].norm()
+    state["llm.embed_out.weight"] = head.half()
+    save_file(state, str(path))
+    return folder
 
-    hubert, llm, bridge = build_parts(0)
-    # Same weights as on disk: round through fp16 like the released file.
-    for module in (hubert, llm):
-        with torch.no_grad():
-            for p in module.parameters():
-                p.copy_(p.half().float())
-    bridge = {k: v.half().float() for k, v in bridge.items()}
+
+def _reference_parts(folder):
+    """The released code's model, rebuilt from the folder with transformers alone (not nue's
+    loader): HubertModel, GPTNeoXForCausalLM (fp16 weights -> fp32, as the released code on CPU),
+    the bridge tensors and the tokenizer."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, HubertConfig, HubertModel
+
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    state = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
+    hubert = HubertModel(HubertConfig(**raw["audio_encoder_config"])).eval()
+    hubert.load_state_dict({k.removeprefix("audio_encoder."): v for k, v in state.items() if k.startswith("audio_encoder.")})
+    llm = GPTNeoXForCausalLM(GPTNeoXConfig(**raw["llm_config"])).eval()
+    llm_state = {k.removeprefix("llm."): v for k, v in state.items() if k.startswith("llm.")}
+    llm_state["lm_head.weight"] = llm_state.pop("embed_out.weight")  # transformers 4.x name in the file
+    llm.load_state_dict(llm_state)
+    bridge = {k: v for k, v in state.items() if k.startswith("bridge_")}
     return hubert, llm, bridge, SentencePieceTokenizer(folder)
 
 
@@ -77,18 +109,104 @@ def _reference_greedy(parts, wave):
     return out
 
 
+def _released_generate(parts, wave):
+    """What the released code's ``transcribe`` did with one clip: transformers ``generate``, greedy,
+    2 to int(4 * seconds + 20.5) new tokens, eos and pad from the tokenizer; ids before eos."""
+    hubert, llm, bridge, tok = parts
+    max_new = int(4 * (len(wave) / 16000) + 20 + 0.5)
+    with torch.no_grad():
+        out = llm.generate(inputs_embeds=_reference_prompt(parts, wave), do_sample=False, num_beams=1,
+                           min_new_tokens=2, max_new_tokens=max_new, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)
+    ids = out[0].tolist()
+    return ids[: ids.index(tok.eos_id)] if tok.eos_id in ids else ids
+
+
 def test_greedy_matches_documented_procedure_batch_1_and_batched(released):
     model = load(released)
     assert model.config.encoder.name == "hubert" and model.config.decoder.name == "gpt-neox"
     parts = _reference_parts(released)
     wave, lens = make_audio(SECONDS, seed=5)
     expected = [_reference_greedy(parts, wave[i, : lens[i]]) for i in range(len(SECONDS))]
-    cfg = GenerationConfig(repetition_limit=0)
-    alone = [model.generate(wave[i : i + 1, : lens[i]], lens[i : i + 1], cfg)[0] for i in range(len(SECONDS))]
+    alone = [model.generate(wave[i : i + 1, : lens[i]], lens[i : i + 1])[0] for i in range(len(SECONDS))]
     assert alone == expected
-    assert model.generate(wave, lens, cfg) == expected
+    assert model.generate(wave, lens) == expected
     texts = [model.tokenizer.decode(ids) for ids in expected]
     assert all("[SEP]" not in t and "<s>" not in t for t in texts)
+
+
+@pytest.fixture(scope="module")
+def loop_case(looping):
+    """(clips as arrays, the released code's ids per clip) for the looping folder."""
+    wave, lens = make_audio(LOOP_SECONDS, seed=5)
+    clips = [wave[i, : lens[i]] for i in range(len(LOOP_SECONDS))]
+    parts = _reference_parts(looping)
+    expected = [_released_generate(parts, clip) for clip in clips]
+    # The case is worth something only if the loop guard would change it: >= 12 repeats in many clips.
+    assert sum(is_looping(ids, 12) for ids in expected) >= 4
+    assert len({tuple(ids[:4]) for ids in expected}) > 1  # the audio decides how each one starts
+    return clips, expected
+
+
+def test_looping_released_folder_decodes_as_the_released_code_by_default(looping, loop_case):
+    clips, expected = loop_case
+    model = load(looping)
+    assert model.config.decode.repetition_limit == 0
+    lens = torch.tensor([len(c) for c in clips])
+    wave = torch.zeros(len(clips), int(lens.max()))
+    for i, clip in enumerate(clips):
+        wave[i, : len(clip)] = clip
+    assert [model.generate(c[None], lens[i : i + 1])[0] for i, c in enumerate(clips)] == expected
+    assert model.generate(wave, lens) == expected
+    texts = [model.tokenizer.decode(ids).strip() for ids in expected]
+    arrays = [c.numpy() for c in clips]
+    for batch_size in (1, 16):
+        assert [r.text for r in model.transcribe(arrays, batch_size=batch_size)] == texts
+    # The guard stays one option away, and cuts the loops.
+    guarded = model.generate(wave, lens, GenerationConfig.for_model(model.config, repetition_limit=12))
+    assert guarded != expected and all(g == e[: len(g)] for g, e in zip(guarded, expected))
+    assert [r.text for r in model.transcribe(arrays, batch_size=16, repetition_limit=12)] != texts
+
+
+def test_released_decode_defaults_survive_a_save_and_nue_models_keep_the_guard(tmp_path, looping):
+    model = load(looping)
+    decode = model.config.decode
+    assert (decode.min_new_tokens, decode.tokens_per_second, decode.extra_tokens, decode.ctc_weight) == (2, 4.0, 20, 0.0)
+    assert decode.repetition_limit == 0
+    assert load(save_model(model, tmp_path / "nue")).config.decode.repetition_limit == 0
+    assert DecodeSpec().repetition_limit == GenerationConfig().repetition_limit == 12
+
+
+def test_cli_repetition_limit_on_transcribe_and_evaluate(tmp_path, looping, loop_case):
+    import soundfile as sf
+
+    clips, expected = loop_case
+    model = load(looping)
+    texts = [model.tokenizer.decode(ids).strip() for ids in expected]
+    rows = []
+    for i, clip in enumerate(clips):
+        sf.write(str(tmp_path / f"c{i}.wav"), clip.numpy(), 16000, subtype="FLOAT")
+        rows.append(json.dumps({"id": f"c{i}", "audio": f"c{i}.wav", "text": texts[i]}) + "\n")
+    (tmp_path / "test.jsonl").write_text("".join(rows), encoding="utf-8")
+    wavs = [str(tmp_path / f"c{i}.wav") for i in range(len(clips))]
+    runner = CliRunner()
+    res = runner.invoke(app, ["transcribe", str(looping), *wavs, "--format", "text", "--repetition-limit", "12", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    guarded = res.stdout.splitlines()
+    assert len(guarded) == len(texts) and guarded != texts
+    assert all(t.startswith(g) for g, t in zip(guarded, texts))
+    cer = {}
+    for limit in (None, 12):  # references: the released code's transcripts
+        out = tmp_path / f"eval{limit}"
+        extra = [] if limit is None else ["--repetition-limit", str(limit)]
+        res = runner.invoke(app, ["evaluate", str(looping), str(tmp_path / "test.jsonl"), "-o", str(out),
+                                  "--language", "none", "--no-progress", *extra])
+        assert res.exit_code == 0, res.output
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["repetition_limit"] == limit
+        cer[limit] = summary["cer"]
+    assert cer[None] == 0.0 and cer[12] > 0.0
+    res = runner.invoke(app, ["transcribe", str(looping), wavs[0], "--repetition-limit", "-1"])
+    assert res.exit_code == 2
 
 
 def test_prompt_logits_match_direct_computation(released):
@@ -184,24 +302,23 @@ def test_cli_export_and_merge_lora(tmp_path, released):
     assert res.returncode == 2 and "unknown export format 'onnx'" in res.stderr
 
 
-def test_nue_transcribe_runs_a_released_folder(tmp_path, released):
-    import json
-
+def test_nue_transcribe_runs_a_released_folder_as_the_released_code(tmp_path, looping, loop_case):
     import soundfile as sf
 
-    wave, lens = make_audio(SECONDS, seed=5)
+    clips, expected = loop_case
     paths = []
-    for i in range(len(SECONDS)):
+    for i, clip in enumerate(clips):
         paths.append(tmp_path / f"clip{i}.wav")
-        sf.write(str(paths[-1]), wave[i, : lens[i]].numpy(), 16000, subtype="FLOAT")
+        sf.write(str(paths[-1]), clip.numpy(), 16000, subtype="FLOAT")
     nue = [sys.executable, "-c", "from nue_core.cli import main; main()"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = tmp_path / "out.jsonl"
-    res = subprocess.run([*nue, "transcribe", str(released), *map(str, paths), "-o", str(out), "--batch-size", "2",
+    res = subprocess.run([*nue, "transcribe", str(looping), *map(str, paths), "-o", str(out), "--batch-size", "3",
                           "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    model = load(released)
-    parts = _reference_parts(released)
-    expected = [model.tokenizer.decode(_reference_greedy(parts, wave[i, : lens[i]])) for i in range(len(SECONDS))]
-    assert [r["text"] for r in rows] == expected
+    tokenizer = SentencePieceTokenizer(looping)
+    assert [r["text"] for r in rows] == [tokenizer.decode(ids).strip() for ids in expected]
+    # Nothing from the libraries on stderr (it would break into the progress bar), e.g. transformers'
+    # "`past_key_values`/`cache_params` are deprecated" once per process.
+    assert "deprecated" not in res.stderr and "[transformers]" not in res.stderr, res.stderr

@@ -27,6 +27,8 @@ from nue_core.registry import BuildContext
 from nue_core.testing import Example, check_plugin
 from nue_s3prl import plugin as s3prl_plugin
 from nue_s3prl.checkpoints import build_model
+from nue_core.torchaudio_guard import TorchaudioState
+from nue_s3prl import compat
 from nue_s3prl.compat import INSTALL_HINT, install_torchaudio_shims
 from tests.conftest import TINY_BRIDGES, TINY_DECODER_CONFIGS, make_audio
 
@@ -139,7 +141,7 @@ def test_registers_three_names_with_their_default_upstreams(plugins: Any) -> Non
     assert entries["s3prl:hubert"].options.model_validate({"config": {}}).upstream == "hubert_local"
     assert entries["s3prl:wav2vec2"].options.model_validate({"config": {}}).upstream == "wav2vec2_local"
     assert plugins.registry.get("encoder", "s3prl-hubert").name == "s3prl:hubert"
-    assert all("unavailable" not in e.description for e in entries.values())
+    assert all(not e.unavailable for e in entries.values())  # torchaudio's pure-Python parts suffice
 
 
 @pytest.mark.parametrize("values,match", [
@@ -168,9 +170,25 @@ def test_missing_s3prl_is_reported_with_the_install_hint(monkeypatch: pytest.Mon
     assert not plugin_set.broken
     entries = plugin_set.registry.entries("encoder")
     assert {e.name for e in entries} == {"s3prl", "s3prl:hubert", "s3prl:wav2vec2"}
-    assert all(f"unavailable: {INSTALL_HINT}" in e.description for e in entries)
+    assert all(INSTALL_HINT in e.unavailable and "unavailable" not in e.description for e in entries)
     with pytest.raises(ConfigError, match=r'pip install "nue-asr\[s3prl\]"'):
         build(plugin_set, "s3prl:hubert", checkpoint="x.pt")
+
+
+def test_without_a_loadable_torchaudio_only_hub_upstreams_are_refused(
+    monkeypatch: pytest.MonkeyPatch, ckpts: dict[str, Path]
+) -> None:
+    problem = ('torchaudio 2.11.1 is installed but does not load beside torch 2.13.0+cpu (OSError: x.so); '
+               'running without torchaudio. Fix: pip install "torchaudio==2.13.*"')
+    monkeypatch.setattr(compat, "guard_torchaudio", lambda: TorchaudioState(importable=False, problem=problem))
+    plugin_set = load_plugins(plugins=[("nue_s3prl", s3prl_plugin)])
+    entries = {e.name: e for e in plugin_set.registry.entries("encoder")}
+    assert "need torchaudio" in entries["s3prl"].unavailable
+    assert not entries["s3prl:hubert"].unavailable and not entries["s3prl:wav2vec2"].unavailable
+    with pytest.raises(ConfigError, match=r"s3prl upstream 'wavlm' is built by s3prl's hub.*Fix: pip install"):
+        build(plugin_set, "s3prl", upstream="wavlm")
+    encoder = build(plugin_set, "s3prl:hubert", checkpoint=str(ckpts["hubert-group"]))  # native: no torchaudio
+    assert encoder(*audio([16000])).hidden.shape == (1, 49, 32)
 
 
 # --- checkpoints: safety and errors ---------------------------------------------------------------

@@ -1,0 +1,34 @@
+"""The output option, spelled alike on every verb: ``--output`` / ``-o``.
+
+``nue evaluate``, ``nue train`` and ``nue ablate`` used to spell it ``--out``; they keep that as a
+hidden alias (``OldOut``) so existing scripts still run, while help shows one spelling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+OldOut = Annotated[Optional[Path], typer.Option("--out", hidden=True, help="old spelling of --output")]
+
+
+def pick_output(
+    ctx: typer.Context, output: Optional[Path], old_out: Optional[Path], required: bool = False
+) -> Optional[Path]:
+    """The path given as ``--output`` or as its old spelling ``--out``.
+
+    Args:
+        ctx: the verb's context, so that a problem is a usage error (usage line, exit status 2).
+        required: a missing path is a usage error.
+
+    Returns:
+        the path, or None when neither was given and it is not required.
+    """
+    if output is not None and old_out is not None and output != old_out:
+        ctx.fail(f"--output {output} and --out {old_out}: give one (--out is the old spelling of --output)")
+    chosen = output if output is not None else old_out
+    if chosen is None and required:
+        ctx.fail("Missing option '--output' / '-o'.")
+    return chosen
