@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 
 BASE = {
@@ -39,7 +37,9 @@ BASE = {
 def model_config(name: str) -> dict:
     if name == "base":
         return BASE
-    config = yaml.safe_load((REPO / "recipes" / "fsdd_digits" / "model.yaml").read_text(encoding="utf-8"))
+    from nue_core.config import read_yaml_mapping  # the one bounded YAML reader
+
+    config = read_yaml_mapping(REPO / "recipes" / "fsdd_digits" / "model.yaml", "config", "a model config")
     config["decoder"]["tokenizer"] = "byte"
     return config
 

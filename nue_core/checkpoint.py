@@ -10,11 +10,12 @@ the marker existed counts as trained.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -22,10 +23,10 @@ from safetensors.torch import load_file, save_file
 
 from nue_core.composer import compose, export_config
 from nue_core.config import ModelConfig, read_yaml_mapping
-from nue_core.errors import CheckpointError
+from nue_core.errors import CheckpointError, NueError
 from nue_core.hub import fetch_checkpoint, is_hub_id, looks_like_local_path  # fetch_checkpoint: also imported from here
 from nue_core.model import SpeechLM
-from nue_core.plugins import PluginSet, get_plugins
+from nue_core.plugins import ModelLoader, PluginSet, get_plugins, short_error
 
 CONFIG_FILE = "nue.yaml"
 WEIGHTS_FILE = "model.safetensors"
@@ -34,6 +35,7 @@ DEFAULT_MODEL_NAME = "default"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 # safetensors header entry saying whether the weights were trained ("true" / "false").
 TRAINED_KEY = "nue.trained"
+log = logging.getLogger(__name__)
 
 
 def weights_metadata(trained: bool) -> dict[str, str]:
@@ -133,15 +135,95 @@ def load_model_folder(folder: Path, plugins: PluginSet | None = None) -> SpeechL
     folder = Path(folder)
     config = ModelConfig.load(folder / CONFIG_FILE)
     model = compose(config, plugins=plugins, load_weights=False, base_dir=folder)
-    state = read_state_dict(folder / WEIGHTS_FILE)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: "
-            f"missing {_few(missing)}, unexpected {_few(unexpected)}"
-        )
-    model.is_trained = read_trained(folder / WEIGHTS_FILE)
+    weights = folder / WEIGHTS_FILE
+    state = read_state_dict(weights)
+    check_tensors(model.state_dict(), state, weights, against=str(folder / CONFIG_FILE))
+    load_checked(model, state, weights)
+    model.is_trained = read_trained(weights)
     return model.eval()
+
+
+# Stored dtypes a floating-point tensor of the model may come from: converting between these is
+# what a dtype change does (a model saved in bf16, a released fp16 folder).
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def dtype_fits(expected: torch.dtype, found: torch.dtype) -> bool:
+    """Whether a tensor stored as ``found`` can be loaded into one of dtype ``expected``.
+
+    A float tensor takes any of float16/bfloat16/float32/float64 (or its own dtype); an integer
+    buffer any integer dtype; bool and complex only their own kind. Everything else would be a
+    silent reinterpretation (a bool or int8 "weight" cast to 0.0/1.0 and transcribing garbage).
+    """
+    if expected == found:
+        return True
+    if expected.is_floating_point:
+        return found in _FLOAT_DTYPES
+    if expected.is_complex or found.is_complex:
+        return expected.is_complex and found.is_complex
+    if torch.bool in (expected, found) or found.is_floating_point:
+        return False
+    return True  # integer into integer
+
+
+def check_tensors(
+    expected: Mapping[str, torch.Tensor],
+    found: Mapping[str, torch.Tensor],
+    path: Path,
+    *,
+    against: str = "the model",
+    partial: bool = False,
+    optional: Callable[[str], bool] = lambda key: False,
+    display: Callable[[str], str] = lambda key: key,
+) -> None:
+    """Refuse weights that are not the model's: names, shapes and dtypes, before anything is loaded.
+
+    Args:
+        expected: the model's own tensors (``model.state_dict()``).
+        found: the tensors read from ``path``.
+        path: the weights file, named in the error.
+        against: what the weights should match (the config file), named in the error.
+        partial: ``found`` may hold a subset (an adapter); only unknown names are refused.
+        optional: model tensors a file may leave out.
+        display: a key as the file names it (a foreign layout renames keys on reading).
+
+    Raises:
+        CheckpointError: one line naming the file and up to five tensors at fault, each with the
+            expected and the found shape or dtype.
+    """
+    missing = [] if partial else [display(k) for k in expected if k not in found and not optional(k)]
+    unexpected = [display(k) for k in found if k not in expected]
+    problems = [f"missing {_few(missing)}"] if missing else []
+    problems += [f"unexpected {_few(unexpected)}"] if unexpected else []
+    for key in (k for k in found if k in expected):
+        want, have = expected[key], found[key]
+        if tuple(have.shape) != tuple(want.shape):
+            problems.append(f"{_quote(display(key))} has shape {list(have.shape)}, the model's is {list(want.shape)}")
+        elif not dtype_fits(want.dtype, have.dtype):
+            problems.append(f"{_quote(display(key))} is stored as {_dtype(have.dtype)}, "
+                            f"the model's is {_dtype(want.dtype)}")
+    if problems:
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise CheckpointError(f"{path} does not match {against}: " + "; ".join(problems[:5]) + more)
+
+
+def load_checked(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """``model.load_state_dict(state, strict=False)`` after ``check_tensors``: whatever torch still
+    refuses becomes a CheckpointError naming ``path``, never a traceback."""
+    try:
+        model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: weights do not load: {' '.join(str(exc).split())[:500]}") from None
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _quote(name: str) -> str:
+    """A tensor name for a one-line message: quoted, escaped, and bounded (file contents are untrusted)."""
+    text = repr(name)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 ADAPTER_CONFIG = "adapter.yaml"
@@ -183,17 +265,16 @@ def load_adapter_folder(folder: Path, plugins: PluginSet | None = None, **kwargs
         raise CheckpointError(f"{folder / ADAPTER_CONFIG}: needs 'base' and 'config'")
     model = load(meta["base"], plugins=plugins, **kwargs)
     reconfigure(model, ModelConfig.from_dict(meta["config"], source=str(folder / ADAPTER_CONFIG)))
-    state = read_state_dict(folder / ADAPTER_WEIGHTS)
-    unknown = sorted(set(state) - set(model.state_dict()))
-    if unknown:
-        raise CheckpointError(f"{folder / ADAPTER_WEIGHTS}: tensors the model does not have: {_few(unknown)}")
-    model.load_state_dict(state, strict=False)
-    model.is_trained = read_trained(folder / ADAPTER_WEIGHTS)
+    weights = folder / ADAPTER_WEIGHTS
+    state = read_state_dict(weights)
+    check_tensors(model.state_dict(), state, weights, against=f"its base model {meta['base']}", partial=True)
+    load_checked(model, state, weights)
+    model.is_trained = read_trained(weights)
     return model.eval()
 
 
 def _few(names: list[str]) -> str:
-    return "none" if not names else ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    return ", ".join(_quote(n) for n in names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
 
 def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any) -> SpeechLM:
@@ -240,17 +321,44 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
 
 
 def load_folder(path: Path, plugins: PluginSet, **kwargs: Any) -> SpeechLM:
-    """A model from a local folder: a saved model, an adapter, or a layout a loader plugin knows."""
+    """A model from a local folder: a saved model, an adapter, or a layout a loader plugin knows.
+
+    Loaders are asked in turn (first-party first); one whose ``detect`` raises is skipped with one
+    logged line and the others still get their turn. The first that claims the folder loads it:
+    its own ``NueError`` passes through, anything else it raises (or a result that is not a
+    SpeechLM) becomes a CheckpointError naming the loader and the folder.
+    """
     if (path / CONFIG_FILE).exists():
         return load_model_folder(path, plugins)
     if (path / ADAPTER_CONFIG).exists():
         return load_adapter_folder(path, plugins, **kwargs)
+    failed = []
     for loader in plugins.loaders:
-        if loader.detect(path):
-            model = loader.load(path, **kwargs)
-            model.is_trained = True  # a foreign layout is a released checkpoint: trained weights
-            return model
+        try:
+            claimed = bool(loader.detect(path))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a plugin's bug must not stop the loaders after it
+            failed.append(f"loader '{loader.name}' (plugin '{loader.plugin}') failed: {short_error(exc)}")
+            log.warning("%s: model %s; skipped", path, failed[-1])
+            continue
+        if claimed:
+            return _load_with(loader, path, kwargs)
     raise CheckpointError(
         f"{path}: not a model folder (no {CONFIG_FILE}) and no installed loader recognises it; "
-        f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}"
+        f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}" + "".join(f"; {f}" for f in failed)
     )
+
+
+def _load_with(loader: ModelLoader, path: Path, kwargs: dict[str, Any]) -> SpeechLM:
+    where = f"{path}: model loader '{loader.name}' (plugin '{loader.plugin}')"
+    try:
+        model = loader.load(path, **kwargs)
+    except (NueError, KeyboardInterrupt):  # a NueError already says what is wrong, and where
+        raise
+    except BaseException as exc:  # SystemExit too: a plugin must not end the command
+        raise CheckpointError(f"{where} failed: {short_error(exc)}") from None
+    if not isinstance(model, SpeechLM):
+        raise CheckpointError(f"{where} returned {type(model).__name__}, not a SpeechLM")
+    model.is_trained = True  # a foreign layout is a released checkpoint: trained weights
+    return model

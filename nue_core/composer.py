@@ -3,6 +3,11 @@
 The composer is the one place that knows the order of construction: the decoder first (its width
 and tokenizer), then the encoder, then the bridge with ``in_dim``/``out_dim`` and the CTC
 vocabulary filled in. Freezing and LoRA are applied last (``nue_core.trainability``).
+
+Every path that builds a model (``compose``, loading a model folder or a released layout, presets)
+comes through here, so this is where sizes are bounded before anything is allocated
+(``nue_core.size_check``): size fields are checked, then (when weights are allocated) the model is
+first built on the meta device and its bytes compared with the memory there is.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from nue_core.errors import ConfigError
 from nue_core.model import SpeechLM
 from nue_core.plugins import PluginSet, get_plugins
 from nue_core.registry import BuildContext, Kind
+from nue_core.size_check import available_memory, check_built, check_estimate, check_size_fields
 from nue_core.trainability import apply_trainability
 
 _SHARED = {"name", "trainable", "freeze", "lora"}
@@ -77,6 +83,41 @@ def compose(
     """
     plugins = plugins or get_plugins()
     config = resolve_config(config, plugins)
+    check_sizes(config, plugins, allocate=not describe, base_dir=base_dir)
+    return _compose(config, plugins, load_weights=load_weights, describe=describe, base_dir=base_dir)
+
+
+def check_sizes(config: ModelConfig, plugins: PluginSet, allocate: bool, base_dir: Path | None = None) -> None:
+    """Refuse sizes that are not positive, absurd layer counts and (``allocate``) a model that
+    cannot fit in the available memory: first from its size fields, then built on the meta device.
+
+    Raises:
+        ConfigError: a size field that is not a positive integer (naming it).
+        ModelTooLargeError: too many layers, or a model larger than the memory (with the estimate).
+    """
+    scopes, dtypes = {}, {}
+    for kind in ("encoder", "bridge", "decoder"):
+        spec: ComponentSpec = getattr(config, kind)
+        entry = plugins.registry.get(kind, spec.name)
+        # the plugin's own validation speaks first: its messages know its fields best
+        entry.validate_options(spec.options, where=f"{kind} '{entry.name}' options")
+        scopes[kind] = check_size_fields(kind, spec.options, typed=frozenset(entry.options.model_fields))
+        dtypes[kind] = str(spec.options.get("dtype", "float32"))
+    if not allocate:
+        return  # describing allocates nothing: only the layer cap above guards the meta build
+    available = available_memory()
+    check_estimate(scopes, dtypes, available)
+    try:
+        described = _compose(config, plugins, load_weights=False, describe=True, base_dir=base_dir)
+    except Exception:  # noqa: BLE001 - a part that cannot be described: its real build reports the cause
+        return
+    check_built({kind: getattr(described, kind) for kind in ("encoder", "bridge", "decoder")}, available)
+
+
+def _compose(
+    config: ModelConfig, plugins: PluginSet, *, load_weights: bool, describe: bool, base_dir: Path | None
+) -> SpeechLM:
+    """Build the parts of a resolved config in order and wire them into a SpeechLM."""
     ctx = BuildContext(
         load_weights=load_weights and not describe,
         base_dir=Path(base_dir) if base_dir else None,

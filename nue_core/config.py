@@ -12,12 +12,61 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator,
+                      model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from nue_core.errors import ConfigError
+from nue_core.yaml_safe import MAX_YAML_BYTES, load_yaml
+
+BOOL_NOT_NUMBER = "a boolean is not a number (YAML reads yes/no/on/off/true/false as booleans); write the number"
 
 
-class LoraSpec(BaseModel):
+def reject_bool_numbers(raw: Any, validated: BaseModel) -> BaseModel:
+    """``validated`` unchanged, or a ValidationError naming every field where a boolean became a number.
+
+    pydantic's lax mode turns ``True`` into ``1`` / ``1.0``, so ``--set lr=yes`` (YAML 1.1 reads
+    ``yes`` as true) would silently train at lr 1.0. Comparing the input with the validated model
+    finds those fields whatever their annotation (``float | None``, ``list[int]``,
+    ``tuple[float, float]``, nested models of any plugin) without a custom type on every field.
+    """
+    errors = [InitErrorDetails(type=PydanticCustomError("bool_not_number", BOOL_NOT_NUMBER), loc=loc, input=value)
+              for loc, value in _bools_made_numbers(raw, validated, ())]
+    if errors:
+        raise ValidationError.from_exception_data(type(validated).__name__, errors)
+    return validated
+
+
+def _bools_made_numbers(raw: Any, out: Any, loc: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], Any]]:
+    if isinstance(raw, bool):
+        return [(loc, raw)] if isinstance(out, (int, float)) and not isinstance(out, bool) else []
+    if isinstance(out, ConfigModel) and loc:
+        return []  # a nested ConfigModel checked its own input
+    found: list[tuple[tuple[Any, ...], Any]] = []
+    if isinstance(raw, dict) and isinstance(out, BaseModel):
+        for name, field in type(out).model_fields.items():
+            key = field.alias or name
+            if key in raw:
+                found += _bools_made_numbers(raw[key], getattr(out, name), (*loc, key))
+    elif isinstance(raw, dict) and isinstance(out, dict):
+        for key in raw.keys() & out.keys():
+            found += _bools_made_numbers(raw[key], out[key], (*loc, key))
+    elif isinstance(raw, (list, tuple)) and isinstance(out, (list, tuple)) and len(raw) == len(out):
+        for i, (a, b) in enumerate(zip(raw, out)):
+            found += _bools_made_numbers(a, b, (*loc, i))
+    return found
+
+
+class ConfigModel(BaseModel):
+    """Base of nue's config models: a boolean is never read as a number (``lr: yes`` is an error)."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return reject_bool_numbers(data, handler(data))
+
+
+class LoraSpec(ConfigModel):
     """LoRA adapter for one part (applied through peft). ``r: 0`` means no adapter."""
 
     model_config = ConfigDict(extra="forbid")
@@ -30,7 +79,7 @@ class LoraSpec(BaseModel):
     )
 
 
-class ComponentSpec(BaseModel):
+class ComponentSpec(ConfigModel):
     """One part (encoder, bridge or decoder): plugin name, shared options, plugin options as extras."""
 
     model_config = ConfigDict(extra="allow")
@@ -54,7 +103,7 @@ class ComponentSpec(BaseModel):
         return self.lora is not None and self.lora.r > 0
 
 
-class PromptSpec(BaseModel):
+class PromptSpec(ConfigModel):
     """Text around the speech vectors: ``prefix + speech + postfix + target``.
 
     Strings are tokenised without adding special tokens (``"<s>"`` becomes the bos id when the
@@ -67,7 +116,7 @@ class PromptSpec(BaseModel):
     postfix: str = Field("", description="text between the speech vectors and the transcript")
 
 
-class DecodeSpec(BaseModel):
+class DecodeSpec(ConfigModel):
     """The model's own decoding defaults (a run may still override them).
 
     Limits are the released Nue-ASR's: at least 2 new tokens, at most
@@ -92,7 +141,7 @@ class DecodeSpec(BaseModel):
     )
 
 
-class ModelConfig(BaseModel):
+class ModelConfig(ConfigModel):
     """A whole speech LM."""
 
     model_config = ConfigDict(extra="forbid")
@@ -140,9 +189,16 @@ def read_yaml_mapping(path: Path | str, what: str, expected: str, empty: dict[st
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, IsADirectoryError):
+        if path.stat().st_size > MAX_YAML_BYTES:  # bounded before it is read into memory
+            raise ConfigError(f"{path}: {path.stat().st_size / 2**20:.0f} MiB is too large for a {what} file "
+                              f"(at most {MAX_YAML_BYTES // 2**20} MiB)")
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise ConfigError(f"{path}: no such {what} file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None and empty is not None:
@@ -150,6 +206,10 @@ def read_yaml_mapping(path: Path | str, what: str, expected: str, empty: dict[st
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected {expected}")
     return data
+
+
+# pydantic error types of a number that failed a bound; with a boolean input the cause is the boolean.
+_NUMBER_ERRORS = ("greater_than", "less_than", "multiple_of", "finite_number", "int_", "float_")
 
 
 def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
@@ -161,6 +221,8 @@ def format_validation_error(exc: ValidationError, source: str, prefix: str = "")
         if err["type"] == "extra_forbidden":
             allowed = _allowed_fields(exc.title, err["loc"])
             msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        elif isinstance(err.get("input"), bool) and err["type"].startswith(_NUMBER_ERRORS):
+            msg = BOOL_NOT_NUMBER  # `alpha: no` read as 0.0 fails `> 0`: say what really went wrong
         lines.append(f"  {loc or '<root>'}: {msg}")
     return "\n".join(lines)
 

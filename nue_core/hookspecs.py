@@ -20,6 +20,11 @@ while ``description`` stays the same everywhere (the config reference is generat
 ``nue_core.registry.BuildContext`` (sizes supplied by the composer, whether to read weights,
 the folder relative paths resolve against) and returns a ``torch.nn.Module`` that satisfies the
 matching protocol in ``nue_core.protocols``.
+
+Every ``register`` call is checked (a name of lowercase letters, digits, ``-_.:``; callables;
+``options`` a pydantic model class); a name another plugin already registered disables the later
+plugin (first-party plugins register first); an exception from a hook disables its plugin only.
+The rules: docs/plugins.md, "Conflicts and failures".
 """
 
 import pluggy
@@ -57,7 +62,9 @@ def register_model_loaders(register):  # type: ignore[no-untyped-def]
     """Register loaders for foreign model folders: ``register(name, detect, load)``.
 
     ``detect(folder) -> bool`` says whether a folder is in this layout; ``load(folder, **kw)``
-    returns a ``SpeechLM``. Used by ``nue_core.load`` for released checkpoints.
+    returns a ``SpeechLM``. Used by ``nue_core.load`` for released checkpoints: loaders are asked
+    in turn, one whose ``detect`` raises is skipped (with a warning), and a ``load`` that fails on
+    a folder its ``detect`` claimed is a ``CheckpointError`` naming the loader and the folder.
     """
 
 

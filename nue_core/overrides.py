@@ -8,17 +8,23 @@ from typing import Any
 import yaml
 
 from nue_core.errors import ConfigError
+from nue_core.yaml_safe import load_yaml
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"a.b=VALUE"`` -> ``("a.b", value)``; VALUE is read as YAML (numbers, lists, booleans)."""
+    """``"a.b=VALUE"`` -> ``("a.b", value)``; VALUE is read as YAML (numbers, lists, booleans).
+
+    VALUE goes through the same bounded reader as YAML files (``nue_core.yaml_safe``): anchors
+    that expand without end or nesting thousands deep are a ConfigError, not a hang.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' must look like key.path=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+        shown = text if len(text) <= 80 else f"{text[:60]}..."  # a hostile value can be huge
+        raise ConfigError(f"override '{shown}': value is not valid YAML ({exc})") from None
     return key.strip(), value
 
 

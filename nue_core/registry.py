@@ -1,23 +1,31 @@
-"""Name -> factory + options model, for each kind of part; aliases and duplicate detection.
+"""Name -> factory + options model, for each kind of part; aliases, validation and duplicate detection.
 
 The registry is filled by plugins (see ``nue_core.plugins``); this module knows nothing of which
-plugins exist.
+plugins exist. ``new_entry`` checks what a plugin hands to ``register`` (so a malformed
+registration is refused where it happens, not when some later command uses it).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nue_core.config import format_validation_error, register_options_model
-from nue_core.errors import ConfigError, DuplicateComponentError, UnknownComponentError
+from nue_core.config import format_validation_error, register_options_model, reject_bool_numbers
+from nue_core.errors import ConfigError, DuplicateComponentError, PluginError, UnknownComponentError
 
 Kind = Literal["encoder", "bridge", "decoder"]
 KINDS: tuple[Kind, ...] = ("encoder", "bridge", "decoder")
+# Component names and aliases: what a config, a `--set` and a shell take without quoting, and what
+# the case-insensitive lookup in `Registry.get` can reach (s3prl:hubert, ctc_compress, gpt-neox).
+NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
+NAME_RULE_TEXT = "1-64 characters: lowercase letters, digits, '-', '_', '.', ':', starting with a letter or digit"
+SHARED_FIELDS = frozenset({"trainable", "freeze", "lora"})
 
 
 class NoOptions(BaseModel):
@@ -83,12 +91,72 @@ class ComponentEntry:
 
     def validate_options(self, values: dict[str, Any], where: str) -> BaseModel:
         try:
-            return self.options.model_validate(values)
+            # every plugin's options, first- or third-party: a boolean is never read as a number
+            return reject_bool_numbers(values, self.options.model_validate(values))
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, where)) from None
 
     def build(self, values: dict[str, Any], ctx: BuildContext, where: str) -> Any:
         return self.factory(self.validate_options(values, where), ctx)
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` if it is a valid component name, else PluginError saying what a name must be."""
+    if not isinstance(value, str):
+        raise PluginError(f"{what} must be a str, got {type(value).__name__}")
+    if not NAME_RULE.fullmatch(value):
+        raise PluginError(f"{what} {value[:80]!r} is not a valid name ({NAME_RULE_TEXT})")
+    return value
+
+
+def new_entry(
+    kind: Kind,
+    name: object,
+    factory: object,
+    options: object = None,
+    aliases: object = (),
+    description: object = "",
+    shared_defaults: object = None,
+    unavailable: object = "",
+    *,
+    plugin: str,
+    version: str = "",
+) -> ComponentEntry:
+    """A ComponentEntry from what a plugin passed to ``register``, every argument checked.
+
+    Raises:
+        PluginError: one line naming the component and the argument at fault.
+    """
+    name = check_name(name, f"{kind} name")
+    where = f"{kind} '{name}'"
+    if not callable(factory):
+        raise PluginError(f"{where}: factory must be callable, got {type(factory).__name__}")
+    if options is not None and not (isinstance(options, type) and issubclass(options, BaseModel)):
+        raise PluginError(f"{where}: options must be a pydantic BaseModel subclass, got {_describe(options)}")
+    if isinstance(aliases, (str, bytes)) or not isinstance(aliases, Iterable):
+        raise PluginError(f"{where}: aliases must be a tuple or list of names, got {_describe(aliases)}")
+    alias_names = tuple(check_name(a, f"{where}: alias") for a in aliases)
+    for label, text in (("description", description), ("unavailable", unavailable)):
+        if not isinstance(text, str):
+            raise PluginError(f"{where}: {label} must be a str, got {type(text).__name__}")
+    if shared_defaults is not None and not isinstance(shared_defaults, Mapping):
+        raise PluginError(f"{where}: shared_defaults must be a mapping, got {_describe(shared_defaults)}")
+    unknown = set(shared_defaults or {}) - SHARED_FIELDS
+    if unknown:
+        raise PluginError(f"{where}: shared_defaults may set {', '.join(sorted(SHARED_FIELDS))}; "
+                          f"got {sorted(map(str, unknown))}")
+    doc = getattr(factory, "__doc__", None)
+    return ComponentEntry(
+        kind=kind, name=name, factory=factory, options=options or NoOptions,  # type: ignore[arg-type]
+        aliases=alias_names, plugin=plugin, version=version, shared_defaults=dict(shared_defaults or {}),
+        description=description or (doc.strip().split("\n")[0] if isinstance(doc, str) else ""),
+        unavailable=unavailable,  # type: ignore[arg-type]
+    )
+
+
+def _describe(value: object) -> str:
+    text = repr(value) if not isinstance(value, type) else f"class {value.__qualname__}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Registry:
@@ -99,15 +167,27 @@ class Registry:
         self._aliases: dict[Kind, dict[str, str]] = {k: {} for k in KINDS}
         self.architectures: dict[str, dict[str, Any]] = {}
 
-    def add(self, entry: ComponentEntry) -> None:
-        """Register an entry; a name or alias already taken raises DuplicateComponentError."""
+    def owner(self, kind: Kind, key: str) -> ComponentEntry | None:
+        """The component a name or alias already belongs to (exact spelling), if any."""
+        return self._owner(kind, key)
+
+    def conflict(self, entry: ComponentEntry) -> tuple[str, ComponentEntry] | None:
+        """The first of the entry's name and aliases that is already taken, and its owner."""
         for key in (entry.name, *entry.aliases):
             owner = self._owner(entry.kind, key)
             if owner is not None:
-                raise DuplicateComponentError(
-                    f"{entry.kind} name '{key}' from plugin '{entry.plugin}' is already "
-                    f"registered by plugin '{owner.plugin}' (as {owner.name})"
-                )
+                return key, owner
+        return None
+
+    def add(self, entry: ComponentEntry) -> None:
+        """Register an entry; a name or alias already taken raises DuplicateComponentError."""
+        taken = self.conflict(entry)
+        if taken is not None:
+            key, owner = taken
+            raise DuplicateComponentError(
+                f"{entry.kind} name '{key}' from plugin '{entry.plugin}' is already "
+                f"registered by plugin '{owner.plugin}' (as {owner.name})"
+            )
         register_options_model(entry.options)
         self._entries[entry.kind][entry.name] = entry
         for alias in entry.aliases:

@@ -2,6 +2,7 @@
 
 ``nue evaluate``, ``nue train`` and ``nue ablate`` used to spell it ``--out``; they keep that as a
 hidden alias (``OldOut``) so existing scripts still run, while help shows one spelling.
+``check_output`` checks the path before a verb starts its work.
 """
 
 from __future__ import annotations
@@ -32,3 +33,25 @@ def pick_output(
     if chosen is None and required:
         ctx.fail("Missing option '--output' / '-o'.")
     return chosen
+
+
+def check_output(path: Path, folder: bool = False, create_parents: bool = False) -> None:
+    """A usage error naming ``--output`` (exit 2) unless ``path`` can be written; call it first.
+
+    Args:
+        folder: ``path`` is a folder to write into (else a file).
+        create_parents: create the missing folders that will hold the file ``path``.
+
+    Raises:
+        typer.BadParameter: what is wrong (a file in the way, not writable ...) and the path.
+    """
+    from nue_core.errors import OutputError
+    from nue_core.inference.writers import check_destination, prepare_destination
+
+    try:
+        if create_parents and not folder:
+            prepare_destination(path)
+        else:
+            check_destination(path, folder=folder)
+    except OutputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--output'") from None

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from nue_core.cli import app
-from nue_core.cli._output import OldOut, pick_output
+from nue_core.cli._output import OldOut, check_output, pick_output
 
 
 @app.command()
@@ -30,5 +30,6 @@ def ablate(
         for c in expand(spec, root):
             typer.echo(c.name)
         return
+    check_output(target, folder=True)
     results = run_sweep(sweep, target, only=cell, say=typer.echo)
     typer.echo((target / "results.md").read_text(encoding="utf-8") if results else "no finished cells yet")

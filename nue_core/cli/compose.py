@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nue_core.cli import app
-from nue_core.errors import ConfigError
+from nue_core.cli._output import check_output
+from nue_core.errors import ConfigError, reading, writing
 from nue_core.overrides import parse_override, set_dotted
 
 DEFAULT_PARTS = {"encoder": "hubert", "bridge": "conv", "decoder": "gpt-neox"}
@@ -35,6 +36,8 @@ def compose(
     from nue_core.composer import resolve_config
     from nue_core.config import ModelConfig
 
+    if output is not None:  # before building: a model is large, the check is free
+        check_output(output, folder=True)
     data = _base_config(preset, config)
     for kind, name in (("encoder", encoder), ("bridge", bridge), ("decoder", decoder)):
         if name:
@@ -49,7 +52,8 @@ def compose(
     console.print(describe_table(model))
     console.print(f"prompt length: {prompt_tokens_per_second(model)} LLM tokens per second of audio")
     if output is not None:
-        save_model(model, output)
+        with writing(output):
+            save_model(model, output)
         console.print(f"saved model folder: {output}")
 
 
@@ -66,7 +70,8 @@ def _base_config(preset: Optional[str], config: Optional[Path]) -> dict[str, Any
     if config:
         from nue_core.config import read_yaml_mapping
 
-        return read_yaml_mapping(config, "config", "a mapping with encoder/bridge/decoder keys", empty={})
+        with reading(config):
+            return read_yaml_mapping(config, "config", "a mapping with encoder/bridge/decoder keys", empty={})
     return dict(DEFAULT_PARTS)
 
 

@@ -1,8 +1,10 @@
 """``nue evaluate MODEL MANIFEST``: CER / WER (jiwer) with language-aware normalisation, and speed.
 
-Writes ``results.jsonl`` (one line per utterance) and ``summary.json`` into ``--output DIR``. An
-utterance whose audio cannot be read is scored as an empty hypothesis (all deletions), named on
-stderr, and makes the exit status 1. Runs data-parallel under torchrun / accelerate launch.
+Writes ``results.jsonl`` (one line per utterance, as each is decoded, through
+``results.jsonl.partial``) and ``summary.json`` into ``--output DIR``, which is checked before
+decoding; each file replaces a previous one only once complete. An utterance whose audio cannot be
+read is scored as an empty hypothesis (all deletions), named on stderr, and makes the exit status
+1. Runs data-parallel under torchrun / accelerate launch.
 """
 
 from __future__ import annotations
@@ -10,14 +12,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import typer
 
 from nue_core.cli import _decode_options as opt
 from nue_core.cli import app
-from nue_core.cli._output import OldOut, pick_output
-from nue_core.errors import NueError
+from nue_core.cli._output import OldOut, check_output, pick_output
+from nue_core.errors import NueError, writing
+
+if TYPE_CHECKING:
+    from nue_core.data.manifest import Utterance
+    from nue_core.inference.transcriber import TranscriptionResult
 
 
 @app.command()
@@ -38,16 +44,17 @@ def evaluate(
     progress: opt.Progress = True,
 ) -> None:
     """Score a model on a manifest: CER, WER, real-time factor."""
-    from nue_core.data.manifest import read_manifest
+    from nue_core.inference.distributed import dist_info
     from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
+    from nue_core.inference.sources import read_entries
+    from nue_core.inference.writers import write_atomic
     from nue_core.metrics import resolve_language
 
     out = pick_output(ctx, output, old_out)
-    if out is not None and out.exists() and not out.is_dir():  # found now, not after decoding
-        raise typer.BadParameter(f"{out} is a file; give a folder for results.jsonl and summary.json",
-                                 param_hint="'--output'")
+    if out is not None:  # found now, not after decoding
+        check_output(out, folder=True)
     options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit)
-    entries = read_manifest(manifest, require_text=True)
+    entries = read_entries(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
     try:
@@ -56,7 +63,13 @@ def evaluate(
         raise NueError(str(exc)) from None
     start = time.perf_counter()
     parts = out / "results.jsonl" if out else None
-    results = run_transcription(model, entries, options, parts)
+    if out is None or not dist_info().is_main:  # nothing to write here (other ranks: rank 0 writes)
+        results = run_transcription(model, entries, options, parts)
+    else:
+        with writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+        with ResultRows(out / "results.jsonl", entries, lang) as rows:
+            results = run_transcription(model, entries, options, parts, on_result=rows.add)
     if results is None:  # a data-parallel rank other than 0
         return
     wall = time.perf_counter() - start
@@ -64,7 +77,7 @@ def evaluate(
     summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "ctc_weight": ctc_weight,
                     "repetition_limit": repetition_limit, "batch_size": batch_size})
     if out is not None:
-        write_outputs(out, entries, results, lang, summary)
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     _print_summary(summary)
     exit_on_failures(results, "{failed} utterance(s) failed (scored as empty):")
 
@@ -86,18 +99,37 @@ def summarize(references: Sequence[str], results: Sequence, language: str, wall_
     return scores
 
 
-def write_outputs(out: Path, entries: Sequence, results: Sequence, language: str, summary: dict) -> None:
-    """``out/results.jsonl`` (per utterance, with normalised-text error rates) and ``out/summary.json``."""
+class ResultRows:
+    """``results.jsonl`` rows (per utterance, with normalised-text error rates) written as results come.
+
+    A context manager over ``LineFile``: the file replaces a previous ``results.jsonl`` only when
+    complete; a run that stops early keeps its rows in ``results.jsonl.partial``.
+    """
+
+    def __init__(self, path: Path, entries: Sequence[Utterance], language: str) -> None:
+        from nue_core.inference.writers import LineFile
+
+        self.entries, self.language = entries, language
+        self.file = LineFile(path)
+
+    def add(self, index: int, result: TranscriptionResult) -> None:
+        """Write the row of utterance ``index`` (``result``: its ``TranscriptionResult``)."""
+        self.file.write(json.dumps(result_row(self.entries[index], result, self.language), ensure_ascii=False) + "\n")
+
+    def __enter__(self) -> ResultRows:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.file.__exit__(*exc_info)
+
+
+def result_row(entry: Utterance, result: TranscriptionResult, language: str) -> dict[str, Any]:
+    """One ``results.jsonl`` row: the manifest entry, its hypothesis, error rates and timings."""
     from nue_core.metrics import utterance_rates
 
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.jsonl", "w", encoding="utf-8") as handle:
-        for entry, res in zip(entries, results):
-            cer, wer = utterance_rates(entry.text, res.text, language)
-            row = {"id": entry.id, "audio": str(entry.audio), "ref": entry.text, "hyp": res.text, "cer": cer,
-                   "wer": wer, "seconds": res.seconds, "elapsed": res.elapsed, "error": res.error}
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    cer, wer = utterance_rates(entry.text, result.text, language)
+    return {"id": entry.id, "audio": str(entry.audio), "ref": entry.text, "hyp": result.text, "cer": cer,
+            "wer": wer, "seconds": result.seconds, "elapsed": result.elapsed, "error": result.error}
 
 
 def _print_summary(summary: dict) -> None:

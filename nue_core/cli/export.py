@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from nue_core.cli import app
-from nue_core.errors import ConfigError
+from nue_core.cli._output import check_output
+from nue_core.errors import ConfigError, writing
 
 
 @app.command()
@@ -17,13 +18,16 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="folder to write"),
 ) -> None:
     """Write a model in a foreign layout a plugin knows (``nue plugins`` lists them)."""
-    from nue_core.checkpoint import load
+    from nue_core.inference.runner import load_model
     from nue_core.plugins import get_plugins
 
+    check_output(output, folder=True)
     exporters = get_plugins().exporters
     if format not in exporters:
         raise ConfigError(f"unknown export format '{format}'; installed: {', '.join(sorted(exporters)) or 'none'}")
-    exporters[format].export(load(model), output)
+    loaded = load_model(model)
+    with writing(output):
+        exporters[format].export(loaded, output)
     typer.echo(f"wrote {output} ({format} layout)")
 
 
@@ -33,13 +37,16 @@ def merge_lora(
     output: Path = typer.Option(..., "--output", "-o", help="folder for the merged model"),
 ) -> None:
     """Fold LoRA adapters into the base weights and save a plain model folder."""
-    from nue_core.checkpoint import load, save_model
+    from nue_core.checkpoint import save_model
+    from nue_core.inference.runner import load_model
     from nue_core.trainability import merge_adapters
 
-    loaded = load(model)
+    check_output(output, folder=True)
+    loaded = load_model(model)
     before = loaded.config
     merged = merge_adapters(loaded)
     if merged.config == before:
         raise ConfigError(f"{model}: has no LoRA adapter to merge")
-    save_model(merged, output)
+    with writing(output):
+        save_model(merged, output)
     typer.echo(f"merged adapters into {output}")

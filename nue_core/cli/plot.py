@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from nue_core.cli import app
+from nue_core.cli._output import check_output
 
 
 def plot_run(run_dir: Path, output: Path) -> Path:
@@ -17,10 +18,11 @@ def plot_run(run_dir: Path, output: Path) -> Path:
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    from nue_core.errors import NueError
+    from nue_core.errors import NueError, reading, writing
     from nue_core.train.logs import METRICS_FILE, read_metrics
 
-    metrics = read_metrics(run_dir)
+    with reading(run_dir / METRICS_FILE):
+        metrics = read_metrics(run_dir)
     if not metrics:
         raise NueError(f"{run_dir / METRICS_FILE}: no metrics to plot (is this a run folder of `nue train`?)")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
@@ -39,9 +41,12 @@ def plot_run(run_dir: Path, output: Path) -> Path:
         right.legend()
     fig.suptitle(str(run_dir))
     fig.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
+    try:
+        with writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(output, dpi=100)
+    finally:
+        plt.close(fig)
     return output
 
 
@@ -51,5 +56,7 @@ def plot(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="PNG path (default RUN_DIR/curves.png)"),
 ) -> None:
     """Plot loss and CER/WER curves of a training run to a PNG."""
+    if output is not None:  # the default (inside RUN_DIR) is checked with RUN_DIR itself
+        check_output(output)
     path = plot_run(run_dir, output or run_dir / "curves.png")
     typer.echo(f"wrote {path}")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from nue_core.cli import app
-from nue_core.cli._output import OldOut, pick_output
+from nue_core.cli._output import OldOut, check_output, pick_output
 
 
 @app.command()
@@ -27,7 +27,7 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="delete the run already in --output and start over (only a run's own files; refused if the folder holds others)"
     ),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip (and count) bad manifest entries instead of stopping"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip (and count) bad manifest entries, and audio found unreadable during training, instead of stopping"),
 ) -> None:
     """Train with AdamW, warm-up/decay, validation (CER/WER) and resumable checkpoints.
 
@@ -40,6 +40,7 @@ def train(
     from nue_core.train.run import train as run_training
 
     out = pick_output(ctx, output, old_out, required=True)
+    check_output(out, folder=True)
     settings = TrainConfig.load(config).model_dump() if config else {}
     model_overrides = {}
     for text in override:

@@ -1,7 +1,9 @@
 """``nue transcribe MODEL AUDIO... | --manifest M``: transcripts of files, folders or a manifest.
 
 Files that cannot be read are named on stderr and skipped; the others are transcribed; the exit
-status is 1 when any input failed. Runs data-parallel under torchrun / accelerate launch.
+status is 1 when any input failed. ``--output`` is checked before anything is decoded and written
+as results come, atomically (see ``nue_core.inference.writers``). Runs data-parallel under
+torchrun / accelerate launch.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import typer
 
 from nue_core.cli import _decode_options as opt
 from nue_core.cli import app
+from nue_core.cli._output import check_output
 from nue_core.errors import NueError
 
 
@@ -35,13 +38,16 @@ def transcribe(
 ) -> None:
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
     from nue_core.checkpoint import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
-    from nue_core.data.manifest import read_manifest
+    from nue_core.inference.distributed import dist_info
     from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
-    from nue_core.inference.sources import collect_audio
-    from nue_core.inference.writers import write_results
+    from nue_core.inference.sources import collect_audio, read_entries
+    from nue_core.inference.writers import ResultWriter
 
+    _output_format(output, fmt, default="tsv")  # a bad --output or --format: found before anything else
+    if output is not None:
+        check_output(output, create_parents=True)
     options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit)
-    inputs: list = read_manifest(manifest, require_text=False) if manifest else []
+    inputs: list = read_entries(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
     if not inputs and model == DEFAULT_MODEL_NAME and not manifest:
         # `nue transcribe default`: the embedded model on its own example recordings.
@@ -49,33 +55,28 @@ def transcribe(
     if not inputs:
         raise NueError("nothing to transcribe: give audio files, folders or --manifest (folders hold no audio?)")
     kind = _output_format(output, fmt, default="text" if len(inputs) == 1 and output is None else "tsv")
-    results = run_transcription(model, inputs, options, output)
-    if results is None:  # a data-parallel rank other than 0: rank 0 writes and reports
+    if not dist_info().is_main:  # a data-parallel rank other than 0: rank 0 writes and reports
+        run_transcription(model, inputs, options, output)
         return
-    handle = open(output, "w", encoding="utf-8") if output else sys.stdout
-    try:
-        write_results(handle, results, kind)
-    finally:
-        if output:
-            handle.close()
+    if output is None and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a non-UTF-8 file name must not end the run
+    # The output file is opened (as <output>.partial) before the model loads: each result is
+    # written as it comes, and the file replaces a previous one only once complete.
+    with ResultWriter(output, kind, stream=sys.stdout) as writer:
+        results = run_transcription(model, inputs, options, output, on_result=writer.add)
+    assert results is not None
     exit_on_failures(results, "{failed} of {total} input(s) failed:")
 
 
 def _output_format(output: Optional[Path], fmt: Optional[str], default: str) -> str:
-    """The output format, with ``output`` checked writable: both before decoding, which can take minutes.
+    """The output format from ``--format`` or ``--output``'s suffix, else ``default``.
 
     Raises:
         typer.BadParameter: a usage error (exit 2) naming the option at fault.
     """
-    from nue_core.inference.writers import infer_format, prepare_destination
+    from nue_core.inference.writers import infer_format
 
     try:
-        kind = infer_format(output, fmt, default)
+        return infer_format(output, fmt, default)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--format'" if fmt else "'--output'") from None
-    if output is not None:
-        try:
-            prepare_destination(output)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="'--output'") from None
-    return kind

@@ -1,6 +1,12 @@
 """Read audio files into mono float32 at the encoder's sample rate.
 
 soundfile (libsndfile) reads wav, flac, ogg and the rest; soxr resamples. torchaudio is not needed.
+
+Every size is bounded before it is allocated, from the header alone: a sample rate outside
+``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` (a header claiming 1 Hz would be upsampled 16,000-fold to
+16 kHz and end the process in ``std::bad_alloc``), and a decoded or resampled length beyond
+``MAX_SAMPLES`` or the memory there is. Each is an ``AudioError`` naming the file, which a batch
+records against that file alone.
 """
 
 from __future__ import annotations
@@ -9,10 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from nue_core.errors import NueError
+from nue_core.errors import InputError
+from nue_core.size_check import available_memory, human_bytes
+
+# 1 kHz: below it no speech band survives (telephone audio, the lowest in use, is 8 kHz).
+# 384 kHz: the highest rate audio interfaces record.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+# Samples held at once (decoded, all channels; or after resampling): 4 GiB as float32, 18.6 hours
+# at 16 kHz. A longer recording is refused with a hint to split it.
+MAX_SAMPLES = 2**30
 
 
-class AudioError(NueError):
+class AudioError(InputError):
     """An audio file or array cannot be used; the message names the file."""
 
 
@@ -26,23 +41,57 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
         (s,) samples in [-1, 1] (integer formats are scaled by soundfile).
 
     Raises:
-        AudioError: missing, unreadable, empty or non-finite audio, naming the file.
+        AudioError: missing, unreadable, empty or non-finite audio, a sample rate out of range or a
+            length that cannot be held in memory, naming the file.
     """
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
+    decoded = 0
     try:
         with sf.SoundFile(str(path)) as handle:
             rate = handle.samplerate
-            first = int(round((start or 0.0) * rate))
-            last = int(round(end * rate)) if end is not None else handle.frames
-            handle.seek(min(first, handle.frames))
-            data = handle.read(max(last - first, 0), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+            check_sample_rate(rate, str(path))
+            first = min(int(round((start or 0.0) * rate)), handle.frames)
+            last = min(int(round(end * rate)) if end is not None else handle.frames, handle.frames)
+            count = max(last - first, 0)
+            # soundfile allocates the whole (count, channels) array before it reads a byte; the
+            # mono mix and the resampled copy follow, so all three are counted now
+            decoded, out = count * handle.channels, resampled_length(count, rate, sample_rate)
+            check_length(str(path), max(decoded, out), 4 * (decoded + count + out))
+            handle.seek(first)
+            data = handle.read(count, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    except MemoryError:  # the bound above leaves room, but memory can run out meanwhile
+        raise AudioError(f"{path}: not enough memory to decode {decoded:,} samples") from None
     return prepare_waveform(data, rate, sample_rate, source=str(path))
+
+
+def check_sample_rate(rate: int | float, source: str) -> None:
+    """Raise AudioError for a sample rate outside MIN_SAMPLE_RATE..MAX_SAMPLE_RATE."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{source}: sample rate {rate} Hz is outside the range nue reads ({MIN_SAMPLE_RATE:,}.."
+                         f"{MAX_SAMPLE_RATE:,} Hz); the header may be damaged, or resample the file")
+
+
+def resampled_length(samples: int, rate: int, sample_rate: int) -> int:
+    """Samples after resampling ``samples`` from ``rate`` to ``sample_rate`` (rounded up)."""
+    return samples if rate == sample_rate else -(-samples * sample_rate // rate)
+
+
+def check_length(source: str, samples: int, need: int) -> None:
+    """Raise AudioError when one array would hold more than MAX_SAMPLES samples or the arrays
+    held at once need ``need`` bytes, more than the available memory."""
+    if samples > MAX_SAMPLES:
+        raise AudioError(f"{source}: {samples:,} samples are more than nue holds at once ({MAX_SAMPLES:,}, "
+                         f"{MAX_SAMPLES / 16000 / 3600:.1f} hours at 16 kHz); split the recording")
+    room = available_memory()
+    if room is not None and need > room:
+        raise AudioError(f"{source}: reading {samples:,} samples needs {human_bytes(need)}, more than the available "
+                         f"memory ({human_bytes(room)}); split the recording or free memory")
 
 
 def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, source: str = "<array>") -> np.ndarray:
@@ -52,8 +101,24 @@ def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, source: str 
         data: (s,) or (s, channels) samples; integer dtypes are scaled to [-1, 1].
         rate: sample rate of ``data``.
         sample_rate: wanted rate.
+
+    Raises:
+        AudioError: bad shape, empty, non-finite, rate out of range or too long to resample.
     """
-    array = np.asarray(data)
+    check_sample_rate(rate, source)
+    try:
+        array = _mono_float32(np.asarray(data), source)
+        if rate != sample_rate:
+            out = resampled_length(array.size, rate, sample_rate)
+            check_length(source, out, 4 * (array.size + out))
+            array = resample(array, rate, sample_rate)
+    except MemoryError:  # soxr's std::bad_alloc arrives as MemoryError: this input's problem alone
+        raise AudioError(f"{source}: not enough memory to prepare this audio") from None
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _mono_float32(array: np.ndarray, source: str) -> np.ndarray:
+    """(s,) float32 from (s,) or (s, channels) of any numeric dtype, checked non-empty and finite."""
     if np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     array = array.astype(np.float32, copy=False)
@@ -65,11 +130,7 @@ def prepare_waveform(data: np.ndarray, rate: int, sample_rate: int, source: str 
         raise AudioError(f"{source}: audio is empty")
     if not np.isfinite(array).all():
         raise AudioError(f"{source}: audio contains NaN or infinite samples")
-    if rate <= 0:
-        raise AudioError(f"{source}: invalid sample rate {rate}")
-    if rate != sample_rate:
-        array = resample(array, rate, sample_rate)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return array
 
 
 def resample(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -87,4 +148,5 @@ def audio_duration(path: str | Path) -> float:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: cannot read audio header ({exc})") from None
+    check_sample_rate(info.samplerate, str(path))
     return info.frames / float(info.samplerate)

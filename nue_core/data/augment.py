@@ -8,40 +8,78 @@ recipe's README has the measurements).
 
 Randomness comes from a generator the caller derives from ``(seed, step, item)``, so an augmented
 batch is the same whether or not the run was interrupted and resumed in between.
+
+Settings that cannot work are refused when the config is read, naming the field, not met as a
+``ZeroDivisionError`` or NaN audio mid-run: each number is finite and within the bounds below
+(which say why), and every ``[low, high]`` pair has ``low <= high``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from nue_core.config import ConfigModel
+
+# Bounds of every number in a field, and why (the error says it). Speed: 0.25 already holds 4x
+# the samples, and perturbation in use stays within 0.8..1.2. SNR: below -30 dB no speech is left,
+# above 100 dB the noise is far below 16-bit audio's own. Gain: far out, 10 ** (dB / 20) overflows.
+_BOUNDS = {
+    "speed": (0.25, 4.0, "a speed factor scales the clip's length by its inverse; 0 would divide by zero"),
+    "speed_range": (0.25, 4.0, "a speed factor scales the clip's length by its inverse; 0 would divide by zero"),
+    "gain_db": (-100.0, 100.0, "beyond that a clip is silence or a clipped square wave"),
+    "noise_snr_db": (-30.0, 100.0, "0 dB and below are fine: noise as loud as the speech, or louder"),
+    "lowpass_hz": (0.0, float("inf"), "a cutoff at or below 0 Hz removes every frequency"),
+}
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(ConfigModel):
     """Training-time augmentation (off by default)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     speed: list[float] = Field(
         default_factory=list,
-        description="speed factors to draw from uniformly, e.g. [0.9, 1.0, 1.1]; empty = off",
+        description="speed factors (each 0.25..4) to draw from uniformly, e.g. [0.9, 1.0, 1.1]; empty = off",
     )
     speed_range: tuple[float, float] | None = Field(
-        None, description="draw a continuous speed factor from [low, high] instead of a list"
+        None, description="draw a continuous speed factor from [low, high] (within 0.25..4) instead of a list"
     )
-    gain_db: tuple[float, float] | None = Field(None, description="random gain in dB drawn from [low, high]")
+    gain_db: tuple[float, float] | None = Field(
+        None, description="random gain in dB drawn from [low, high] (within -100..100)"
+    )
     eq_db: float | None = Field(
-        None, ge=0.0,
-        description="random smooth equaliser: a spectral tilt plus one broad bump, each with this standard deviation in dB",
+        None, ge=0.0, le=30.0,
+        description="random smooth equaliser: a spectral tilt plus one broad bump, each with this standard deviation in dB (0..30)",
     )
     noise_snr_db: tuple[float, float] | None = Field(
-        None, description="add white noise at a signal-to-noise ratio (dB, against the clip's RMS) drawn from [low, high]"
+        None, description="add white noise at a signal-to-noise ratio (dB, against the clip's RMS; -30..100, "
+        "0 = as loud as the speech) drawn from [low, high]"
     )
     noise_prob: float = Field(0.5, ge=0.0, le=1.0, description="chance that noise is added to an augmented utterance")
     lowpass_hz: tuple[float, float] | None = Field(
-        None, description="low-pass the clip at a cutoff (Hz) drawn from [low, high]: a band-limited channel"
+        None, description="low-pass the clip at a cutoff (Hz, > 0) drawn from [low, high]: a band-limited channel"
     )
     lowpass_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance that an augmented utterance is low-passed")
     prob: float = Field(1.0, ge=0.0, le=1.0, description="chance that an utterance is augmented at all")
+
+    @field_validator("speed", "speed_range", "gain_db", "noise_snr_db", "lowpass_hz")
+    @classmethod
+    def _within_bounds(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each number within its field's bounds; a ``[low, high]`` pair in that order."""
+        if value is None:
+            return None
+        low, high, why = _BOUNDS[str(info.field_name)]
+        for x in value:
+            if not (low < x if low == 0.0 else low <= x) or x > high:
+                span = f"above {low:g}" if high == float("inf") else f"within {low:g}..{high:g}"
+                raise ValueError(f"{x:g} is not {span} ({why})")
+        if isinstance(value, tuple) and value[0] > value[1]:
+            raise ValueError(f"must be [low, high] with low <= high, got [{value[0]:g}, {value[1]:g}]")
+        # -0.0 becomes 0.0: numpy's uniform(0.0, -0.0) refuses the pair
+        return type(value)(x + 0.0 for x in value)
 
     @property
     def enabled(self) -> bool:

@@ -12,10 +12,11 @@ computes the same batches without communicating.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field, Strict
 
 from nue_core.errors import ConfigError
 
@@ -80,8 +81,9 @@ def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[
 class BatchOrder:
     """Where a run is in its data: epoch and the next batch index within that epoch's list."""
 
-    epoch: int = 0
-    position: int = 0
+    # Annotated: read back from a checkpoint, these are checked (``nue_core.train.state``).
+    epoch: Annotated[int, Strict(), Field(ge=0)] = 0
+    position: Annotated[int, Strict(), Field(ge=0)] = 0
 
     def to_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
@@ -109,9 +111,9 @@ class AudioBatch:
 
 
 def pad_waveforms(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s_i,) arrays -> right-padded (b, s) float32 tensor and (b,) lengths."""
+    """(s_i,) arrays -> right-padded (b, s) float32 tensor and (b,) lengths; no arrays: (0, 0) and (0,)."""
     lengths = torch.tensor([len(a) for a in arrays], dtype=torch.long)
-    out = torch.zeros(len(arrays), int(lengths.max()), dtype=torch.float32)
+    out = torch.zeros(len(arrays), int(lengths.max()) if len(arrays) else 0, dtype=torch.float32)
     for row, array in enumerate(arrays):
         out[row, : len(array)] = torch.from_numpy(np.asarray(array, dtype=np.float32))
     return out, lengths

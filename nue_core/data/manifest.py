@@ -2,159 +2,79 @@
 
 JSONL: one object per line, ``{"audio": path, "text": ..., "duration"?, "speaker"?, "id"?}``;
 audio paths are relative to the manifest's folder. Kaldi: a folder with ``wav.scp`` and ``text``
-(and optionally ``segments`` and ``utt2spk``). Every error names the file and line.
+(and optionally ``segments`` and ``utt2spk``), fields separated by spaces or tabs.
+
+Files are UTF-8 (a BOM is allowed). Everything is checked as it is read, before any audio is
+decoded: ``scan_manifest`` returns the usable entries and one problem per bad line (``file:line``
+and the field), which training's ``--skip-bad`` leaves out; ``read_manifest`` raises one
+``ManifestError`` listing every bad line.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
-from nue_core.errors import NueError
+from nue_core.data.manifest_base import ManifestError, ManifestProblem, ManifestRead, Utterance
+from nue_core.data.manifest_jsonl import scan_jsonl
+from nue_core.data.manifest_kaldi import scan_kaldi_dir
+
+__all__ = ["ManifestError", "ManifestProblem", "ManifestRead", "Utterance", "read_jsonl", "read_kaldi_dir",
+           "read_manifest", "scan_manifest", "write_jsonl"]
 
 
-class ManifestError(NueError, ValueError):
-    """A manifest is malformed; the message names the file and line."""
+def scan_manifest(path: str | Path, require_text: bool = True) -> ManifestRead:
+    """Read a JSONL manifest or a Kaldi data folder to the end, keeping bad lines apart.
 
+    Args:
+        path: a ``.jsonl`` file or a Kaldi data folder.
+        require_text: every entry must have a transcript (evaluation, training).
 
-@dataclass(frozen=True)
-class Utterance:
-    """One manifest entry.
+    Returns:
+        the usable entries and one ``ManifestProblem`` per bad line.
 
-    Attributes:
-        id: utterance id (JSONL: ``id`` or ``<file>:<line>``).
-        audio: absolute path of the audio file.
-        text: transcript ('' when the manifest has none, e.g. for transcription).
-        duration: seconds, if the manifest gives it.
-        speaker: speaker label, if given.
-        start, end: segment bounds in seconds within ``audio`` (Kaldi ``segments``), or None.
-        source: ``file:line`` the entry came from, for error messages.
+    Raises:
+        ManifestError: the manifest as a whole cannot be read (missing, not a regular file,
+            unreadable, a Kaldi folder without ``wav.scp``).
     """
-
-    id: str
-    audio: Path
-    text: str = ""
-    duration: float | None = None
-    speaker: str | None = None
-    start: float | None = None
-    end: float | None = None
-    source: str = ""
+    path = Path(path)
+    if path.is_dir():
+        return scan_kaldi_dir(path, require_text)
+    if not path.exists():
+        raise ManifestError(f"{path}: manifest not found")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise ManifestError(f"{path}: not a regular file; give a JSONL file or a Kaldi data folder")
+    return scan_jsonl(path, require_text)
 
 
 def read_manifest(path: str | Path, require_text: bool = True) -> list[Utterance]:
-    """Read a JSONL manifest or a Kaldi data folder."""
-    path = Path(path)
-    if path.is_dir():
-        return read_kaldi_dir(path, require_text)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    return read_jsonl(path, require_text)
+    """Read a JSONL manifest or a Kaldi data folder; any bad line is an error.
+
+    Raises:
+        ManifestError: naming every bad line (``file:line`` and the field), or the whole manifest.
+    """
+    return _strict(scan_manifest(path, require_text), path)
 
 
 def read_jsonl(path: Path, require_text: bool = True) -> list[Utterance]:
-    entries, seen = [], set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            entry = _jsonl_entry(line, where, path.parent, require_text)
-            if entry.id in seen:
-                raise ManifestError(f"{where}: duplicate id '{entry.id}'")
-            seen.add(entry.id)
-            entries.append(entry)
-    return entries
-
-
-def _jsonl_entry(line: str, where: str, base: Path, require_text: bool) -> Utterance:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise ManifestError(f"{where}: expected a JSON object")
-    unknown = set(obj) - {"audio", "text", "duration", "speaker", "id"}
-    if unknown:
-        raise ManifestError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: audio, text, duration, speaker, id")
-    audio = obj.get("audio")
-    if not isinstance(audio, str) or not audio:
-        raise ManifestError(f"{where}: 'audio' must be a non-empty string path")
-    text = obj.get("text", "")
-    if not isinstance(text, str) or (require_text and "text" not in obj):
-        raise ManifestError(f"{where}: 'text' must be a string")
-    duration = obj.get("duration")
-    if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration < 0):
-        raise ManifestError(f"{where}: 'duration' must be a non-negative number of seconds")
-    speaker = obj.get("speaker")
-    uid = obj.get("id", where)
-    return Utterance(
-        id=str(uid), audio=(base / audio).resolve(), text=text,
-        duration=float(duration) if duration is not None else None,
-        speaker=str(speaker) if speaker is not None else None, source=where,
-    )
-
-
-def _kaldi_table(path: Path, required: bool = True) -> dict[str, tuple[str, str]]:
-    """``key rest`` lines -> {key: (rest, "file:line")}."""
-    if not path.is_file():
-        if required:
-            raise ManifestError(f"{path}: missing (a Kaldi data folder needs wav.scp and text)")
-        return {}
-    table: dict[str, tuple[str, str]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            key, _, rest = line.strip().partition(" ")
-            where = f"{path}:{number}"
-            if key in table:
-                raise ManifestError(f"{where}: duplicate key '{key}'")
-            table[key] = (rest.strip(), where)
-    return table
+    """Read a JSONL manifest; any bad line is a ``ManifestError``."""
+    return _strict(scan_jsonl(Path(path), require_text), path)
 
 
 def read_kaldi_dir(folder: Path, require_text: bool = True) -> list[Utterance]:
-    wavs = _kaldi_table(folder / "wav.scp")
-    texts = _kaldi_table(folder / "text", required=require_text)
-    segments = _kaldi_table(folder / "segments", required=False)
-    speakers = _kaldi_table(folder / "utt2spk", required=False)
-    keys = list(segments) if segments else list(wavs)
-    entries = []
-    for key in keys:
-        start = end = None
-        recording, where = key, wavs.get(key, ("", ""))[1]
-        if segments:
-            fields, where = segments[key]
-            parts = fields.split()
-            if len(parts) != 3:
-                raise ManifestError(f"{where}: expected 'utt recording start end'")
-            recording = parts[0]
-            try:
-                start, end = float(parts[1]), float(parts[2])
-            except ValueError:
-                raise ManifestError(f"{where}: start and end must be seconds") from None
-        if recording not in wavs:
-            raise ManifestError(f"{where}: recording '{recording}' is not in {folder / 'wav.scp'}")
-        audio_field, wav_where = wavs[recording]
-        if audio_field.endswith("|"):
-            raise ManifestError(f"{wav_where}: piped commands in wav.scp are not supported; give a file path")
-        if require_text and key not in texts:
-            raise ManifestError(f"{folder / 'text'}: no transcript for '{key}'")
-        audio = Path(audio_field)
-        entries.append(Utterance(
-            id=key, audio=(audio if audio.is_absolute() else folder / audio).resolve(),
-            text=texts.get(key, ("", ""))[0], speaker=speakers.get(key, (None, ""))[0],
-            start=start, end=end, duration=(end - start) if start is not None and end is not None else None,
-            source=where,
-        ))
-    return entries
+    """Read a Kaldi data folder; any bad line is a ``ManifestError``."""
+    return _strict(scan_kaldi_dir(Path(folder), require_text), folder)
+
+
+def _strict(read: ManifestRead, path: str | Path) -> list[Utterance]:
+    if read.problems:
+        raise ManifestError(read.summary(str(path)), read.problems)
+    return read.entries
 
 
 def write_jsonl(entries: list[Utterance], path: Path) -> None:
     """Write entries as a JSONL manifest with audio paths relative to ``path``'s folder when possible."""
-    import os
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         for e in entries:

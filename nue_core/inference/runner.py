@@ -2,22 +2,26 @@
 
 ``run_transcription`` is what ``nue transcribe`` and ``nue evaluate`` share: alone it transcribes
 every input; under torchrun / accelerate each process takes its shard and rank 0 returns all
-results in input order (see ``nue_core.inference.distributed``).
+results in input order (see ``nue_core.inference.distributed``). Results are handed to a callback
+as they come (a window of inputs at a time), so a verb can write them while the run goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
-from nue_core.errors import NueError
+from nue_core.errors import CheckpointError, NueError
 from nue_core.generation import GenerationConfig
 from nue_core.inference.distributed import (
     barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
 )
 from nue_core.inference.sources import AudioInput
 from nue_core.inference.transcriber import DTYPES, Transcriber, TranscriptionResult
+
+# Called with (input index, result) for each input, in input order.
+OnResult = Callable[[int, TranscriptionResult], None]
 
 
 @dataclass
@@ -52,8 +56,31 @@ def pick_device(device: str | None, local_rank: int = 0) -> str:
     return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
 
 
+def load_model(source: str):  # type: ignore[no-untyped-def]
+    """``nue_core.checkpoint.load(source)``, with any failure to read the model named as such.
+
+    Raises:
+        CheckpointError: besides the loader's own errors, a ``RuntimeError`` (tensor size
+            mismatch ...), ``ValueError`` or ``OSError`` met while loading, naming ``source``.
+    """
+    from nue_core.checkpoint import load
+
+    try:
+        return load(source)
+    except NueError:
+        raise
+    except (RuntimeError, ValueError, OSError) as exc:
+        detail = " ".join(str(exc).split())  # torch lists each mismatched tensor on a line of its own
+        detail = detail if len(detail) <= 400 else detail[:400] + " ..."
+        raise CheckpointError(f"{source}: cannot load this model ({type(exc).__name__}: {detail})") from exc
+
+
 def run_transcription(
-    model_source: str, inputs: Sequence[AudioInput], options: RunOptions, parts_base: Path | None
+    model_source: str,
+    inputs: Sequence[AudioInput],
+    options: RunOptions,
+    parts_base: Path | None,
+    on_result: OnResult | None = None,
 ) -> list[TranscriptionResult] | None:
     """Transcribe ``inputs`` with the model at ``model_source``.
 
@@ -63,19 +90,19 @@ def run_transcription(
             model (a preset, a composed folder) logs one warning (see ``Transcriber``).
         parts_base: data-parallel runs write ``<parts_base>.part-R-of-W.jsonl`` files (required
             when WORLD_SIZE > 1).
+        on_result: called with (input index, result) in input order as results come; in a
+            data-parallel run on rank 0 only, once the parts are merged.
 
     Returns:
         all results in input order; None on ranks other than 0 of a data-parallel run.
     """
-    from nue_core.checkpoint import load
-
     info = dist_info()
     if info.world > 1 and parts_base is None:
         raise NueError("a data-parallel run needs an output path: each process writes its part next to it")
     device = pick_device(options.device, info.local_rank)
     init_distributed(info, device)
     try:
-        model = load(model_source)
+        model = load_model(model_source)
         generation = GenerationConfig.for_model(model.config, num_beams=options.num_beams, max_new_tokens=options.max_new_tokens,
                                                 ctc_weight=options.ctc_weight, repetition_limit=options.repetition_limit)
         try:  # before the first batch: otherwise every batch would fail alike
@@ -85,31 +112,49 @@ def run_transcription(
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
                                   device=device, dtype=options.dtype)
         mine = shard(inputs, info)
-        results = _with_progress(transcriber, [item for _, item in mine], options.progress and info.is_main)
+        show = options.progress and info.is_main
+        results = _decode(transcriber, [item for _, item in mine], show, on_result if info.world == 1 else None)
         if info.world == 1:
             return results
         assert parts_base is not None
         write_part(part_path(parts_base, info), [(i, r) for (i, _), r in zip(mine, results)])
         barrier()
-        return merge_parts(parts_base, info.world, len(inputs)) if info.is_main else None
+        if not info.is_main:
+            return None
+        merged = merge_parts(parts_base, info.world, len(inputs))
+        for index, result in enumerate(merged):
+            if on_result is not None:
+                on_result(index, result)
+        return merged
     finally:
         finish_distributed()
 
 
-def _with_progress(transcriber: Transcriber, items: list[AudioInput], show: bool) -> list[TranscriptionResult]:
-    """All results; a rich progress bar on a terminal when there are several inputs."""
+def _decode(
+    transcriber: Transcriber, items: list[AudioInput], show: bool, on_result: OnResult | None
+) -> list[TranscriptionResult]:
+    """All results, each handed to ``on_result`` as it comes; a progress bar on a terminal."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    results: list[TranscriptionResult] = []
+
+    def collect(stream: Iterable[TranscriptionResult]) -> list[TranscriptionResult]:
+        for result in stream:
+            if on_result is not None:
+                on_result(len(results), result)
+            results.append(result)
+        return results
+
     console = Console(stderr=True)
     if not show or len(items) < 2 or not console.is_terminal:
-        return transcriber.transcribe(items)
+        return collect(transcriber.stream(items))
     columns = (TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("transcribe", total=len(items))
         # Windows are smaller than the default so the bar moves while a long list is decoded.
         transcriber.window = max(transcriber.batch_size * 4, 32)
-        return list(transcriber.stream(items, progress=lambda n: bar.advance(task, n)))
+        return collect(transcriber.stream(items, progress=lambda n: bar.advance(task, n)))
 
 
 def report_failures(results: Sequence[TranscriptionResult]) -> list[str]:

@@ -235,3 +235,36 @@ def _stage(component: object, check: str, context: str) -> Iterator[None]:
     except ConformanceError as exc:
         detail = str(exc).split(": ", 1)[-1]  # drop the class name: _fail puts it back
         raise _fail(component, check, f"{context}: {detail}") from exc
+
+
+def _check_shortest(
+    component: nn.Module,
+    check: str,
+    probe_max: int,
+    longer: int,
+    describe: Callable[[int], str],
+    make_item: Callable[[int], torch.Tensor],
+    run: Callable[[torch.Tensor, torch.Tensor], Any],
+) -> None:
+    """The shortest input that ``output_lengths`` gives an output runs alone and beside a longer one.
+
+    The transcriber admits any input that ``output_lengths`` gives at least one output, so that
+    input must run, alone and batched with a ``longer`` one.
+
+    Args:
+        check: the check's name in failures ("shortest clip", "shortest input").
+        probe_max: input sizes 1..probe_max are searched.
+        describe: the input of a given size in words, for failures ("a clip of 320 samples").
+        make_item: a random input of a given size, e.g. (s,) samples or (t, d) frames.
+        run: runs the component on (b, size, ...) right-padded inputs and (b,) lengths.
+    """
+    probe = torch.arange(1, probe_max + 1)  # candidate input sizes
+    counts = torch.as_tensor(_call(component, "output_lengths", probe)).cpu()
+    admitted = (counts >= 1).nonzero()
+    if not len(admitted):
+        raise _fail(component, check, f"output_lengths gives no output to any input up to {probe_max}")
+    shortest = int(probe[admitted[0, 0]])
+    device = _device(component)
+    with _stage(component, check, f"{describe(shortest)} (the transcriber accepts it)"):
+        for sizes in ([shortest], [shortest, max(longer, shortest + 1)]):
+            run(_pad_right([make_item(n) for n in sizes]), torch.tensor(sizes, device=device))

@@ -17,12 +17,12 @@ from nue_core.testing._common import (
     _check_gradients,
     _check_same,
     _check_sequence,
+    _check_shortest,
     _device,
     _evaluating,
     _fail,
     _float_dtype,
     _pad_right,
-    _stage,
     _weighted_sum,
 )
 from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
@@ -100,23 +100,13 @@ def _check_ctc_head(bridge: nn.Module, out: BridgeOutput) -> int:
 
 def _check_shortest_input(bridge: nn.Module, longer: int) -> None:
     """The shortest input with a vector runs alone and beside a ``longer``-frame one."""
-    probe = torch.arange(1, PROBE_FRAMES + 1)  # (t,) candidate frame counts
-    counts = torch.as_tensor(_call(bridge, "output_lengths", probe)).cpu()
-    admitted = (counts >= 1).nonzero()
-    if not len(admitted):
-        raise _fail(bridge, "shortest input",
-                    f"output_lengths gives no vector to any input up to {PROBE_FRAMES} frames")
-    shortest = int(probe[admitted[0, 0]])
     device, dtype = _device(bridge), _float_dtype(bridge)
-    context = (f"an input of {shortest} frame(s), the shortest that output_lengths gives a vector "
-               "(the transcriber accepts it)")
-    with _stage(bridge, "shortest input", context):
-        for sizes in ([shortest], [shortest, max(longer, shortest + 1)]):
-            lengths = torch.tensor(sizes, device=device)
-            items = [torch.randn(n, bridge.in_dim, device=device, dtype=dtype) for n in sizes]
-            _run_bridge(bridge, _pad_right(items), lengths)
-
-
+    _check_shortest(
+        bridge, "shortest input", PROBE_FRAMES, longer,
+        describe=lambda n: f"an input of {n} frame(s), the shortest that output_lengths gives a vector",
+        make_item=lambda n: torch.randn(n, bridge.in_dim, device=device, dtype=dtype),  # (t, d)
+        run=lambda hidden, lengths: _run_bridge(bridge, hidden, lengths),
+    )
 def _run_bridge(bridge: nn.Module, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
     out = _call(bridge, "forward", hidden, lengths)
     if not isinstance(out, BridgeOutput):

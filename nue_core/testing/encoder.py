@@ -17,12 +17,12 @@ from nue_core.testing._common import (
     _check_gradients,
     _check_same,
     _check_sequence,
+    _check_shortest,
     _device,
     _evaluating,
     _fail,
     _float_dtype,
     _pad_right,
-    _stage,
     _weighted_sum,
 )
 from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
@@ -81,20 +81,13 @@ def check_encoder(
 
 def _check_shortest_clip(encoder: nn.Module, longer: int) -> None:
     """The shortest clip with a frame encodes alone and beside a ``longer``-sample one."""
-    probe = torch.arange(1, PROBE_SECONDS * encoder.sample_rate + 1)  # (s,) candidate clip lengths
-    frames = torch.as_tensor(_call(encoder, "output_lengths", probe)).cpu()
-    admitted = (frames >= 1).nonzero()
-    if not len(admitted):
-        raise _fail(encoder, "shortest clip", f"output_lengths gives no frame to any clip up to {PROBE_SECONDS} s")
-    shortest = int(probe[admitted[0, 0]])
     device, dtype = _device(encoder), _float_dtype(encoder)
-    context = (f"a clip of {shortest} samples, the shortest that output_lengths gives a frame "
-               "(the transcriber accepts it)")
-    with _stage(encoder, "shortest clip", context):
-        for sizes in ([shortest], [shortest, max(longer, shortest + 1)]):
-            lengths = torch.tensor(sizes, device=device)
-            waves = _pad_right([torch.randn(n, device=device, dtype=dtype) for n in sizes])  # (b, s)
-            _run_encoder(encoder, waves, lengths)
+    _check_shortest(
+        encoder, "shortest clip", PROBE_SECONDS * encoder.sample_rate, longer,
+        describe=lambda n: f"a clip of {n} samples, the shortest that output_lengths gives a frame",
+        make_item=lambda n: torch.randn(n, device=device, dtype=dtype),  # (s,)
+        run=lambda waves, lengths: _run_encoder(encoder, waves, lengths),
+    )
 
 
 def _run_encoder(encoder: nn.Module, waves: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:

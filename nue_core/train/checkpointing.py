@@ -10,12 +10,16 @@ A checkpoint is a folder ``RUN_DIR/checkpoints/step-00000100/``::
     trainer_state.json     step, data order, counters, best metric, numpy and python RNG states
 
 It is written to a temporary sibling and renamed, so a crash mid-save leaves the previous
-checkpoint as the latest one.
+checkpoint as the latest one (the temporary is removed at the next start: ``run_folder``); an old
+checkpoint is renamed away before it is deleted, so a crash mid-delete never leaves half of one.
+Reading checks every file before anything is restored (``read_checkpoint``), so a damaged
+checkpoint is a ``CheckpointError`` naming the file, and the caller can fall back to an older one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -28,11 +32,30 @@ import torch
 from nue_core.checkpoint import (
     CONFIG_FILE, WEIGHTS_FILE, read_state_dict, replace_folder, save_state_dict, weights_metadata,
 )
-from nue_core.errors import CheckpointError
+from nue_core.errors import CheckpointError, OutputError
+from nue_core.train.run_folder import CHECKPOINTS, STEP_PREFIX, temp_prefix
 
-CHECKPOINTS = "checkpoints"
-PREFIX = "step-"
+PREFIX = STEP_PREFIX
 STATE_FILE = "trainer_state.json"
+
+
+class RunWriteError(OutputError):
+    """A write into the run folder failed (full disk, quota, permissions); training stopped there."""
+
+
+def write_failure(run_dir: Path, target: Path, exc: OSError, step: int) -> RunWriteError:
+    """The one-line error for a failed write of ``target``: why, and which checkpoint is kept.
+
+    Args:
+        run_dir: the run folder (its latest complete checkpoint is named).
+        target: what could not be written (``checkpoints/step-00000600``, ``metrics.jsonl`` ...).
+        exc: the ``OSError`` met (ENOSPC: "no space left on device").
+        step: the optimizer steps done when training stopped.
+    """
+    latest = latest_checkpoint(run_dir)
+    kept = (f"kept {latest.name}, the latest intact checkpoint: continue from it with --resume" if latest
+            else "no checkpoint had been written yet: start again with --resume")
+    return RunWriteError.from_oserror(target, exc, note=f"training stopped at step {step}; {kept}")
 
 
 def write_model_folder(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
@@ -97,16 +120,36 @@ def set_rng_state(tensors: dict[str, torch.Tensor], json_part: dict[str, Any]) -
     random.setstate((version, tuple(pystate), gauss_next))
 
 
+def save_model_folder(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> Path:
+    """``write_model_folder`` into a temporary sibling, renamed to ``folder`` when complete.
+
+    A crash or a full disk midway leaves the previous ``folder`` whole, and no temporary behind.
+    """
+    folder = Path(folder)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
+    try:
+        write_model_folder(model, state, tmp)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
 def save_checkpoint(
     run_dir: Path, step: int, model: torch.nn.Module, model_state: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any], scheduler_state: dict[str, Any], trainer_state: dict[str, Any],
     keep_last: int,
 ) -> Path:
-    """Write ``RUN_DIR/checkpoints/step-<step>`` atomically and delete all but the last ``keep_last``."""
+    """Write ``RUN_DIR/checkpoints/step-<step>`` atomically and delete all but the last ``keep_last``.
+
+    Raises:
+        OSError: the write failed (full disk ...); the temporary is removed, earlier checkpoints stay.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=root))
     try:
         write_model_folder(model, model_state, tmp / "model")
         tensors, rest = optimizer_to_files(optimizer_state)
@@ -121,8 +164,18 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
+
+
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint: renamed to a leftover name first, so it is complete or gone, never half."""
+    try:
+        aside = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
+        os.replace(folder, aside)  # onto the empty folder mkdtemp made
+    except OSError:
+        aside = folder  # not even room for a folder name: delete in place
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -130,7 +183,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)
+             and p.name[len(PREFIX):].isdigit() and (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
@@ -139,24 +193,77 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(folder: Path) -> dict[str, Any]:
-    """Everything a checkpoint holds: ``model`` (state dict), ``optimizer``, ``scheduler``, ``trainer``.
+def read_checkpoint(folder: Path) -> dict[str, Any]:
+    """Everything a checkpoint holds, each file checked, with no side effect.
 
-    The RNG states are restored as a side effect (the caller resumes right after).
+    Returns:
+        ``model`` (state dict), ``optimizer`` (state dict), ``scheduler`` (state dict), ``trainer``
+        (trainer_state.json without ``rng``), ``rng`` (``(tensors, json)`` for ``set_rng_state``).
+
+    Raises:
+        CheckpointError: a file is missing, truncated or not what it should be (one line naming it).
     """
     folder = Path(folder)
+    state_file = folder / STATE_FILE
+    trainer = _read_json(state_file)  # the small files first: a damaged one costs no weight reading
+    _check_step(folder, trainer)
+    rng = (read_state_dict(folder / "rng.safetensors"), trainer.pop("rng", None))
+    _check_rng(state_file, *rng)
+    rest, scheduler = _read_json(folder / "optimizer.json"), _read_json(folder / "scheduler.json")
     try:
-        trainer = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-        optimizer = optimizer_from_files(
-            read_state_dict(folder / "optimizer.safetensors"),
-            json.loads((folder / "optimizer.json").read_text(encoding="utf-8")),
-        )
-        scheduler = json.loads((folder / "scheduler.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{folder}: cannot read checkpoint ({exc})") from None
-    set_rng_state(read_state_dict(folder / "rng.safetensors"), trainer.pop("rng"))
+        optimizer = optimizer_from_files(read_state_dict(folder / "optimizer.safetensors"), rest)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{folder / 'optimizer.json'}: not an optimizer state ({_short(exc)})") from None
     model = read_state_dict(folder / "model" / WEIGHTS_FILE)
-    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "trainer": trainer}
+    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "trainer": trainer, "rng": rng}
+
+
+def load_checkpoint(folder: Path) -> dict[str, Any]:
+    """``read_checkpoint`` without ``rng``: the RNG states are restored (the caller resumes right after)."""
+    loaded = read_checkpoint(folder)
+    set_rng_state(*loaded.pop("rng"))
+    return loaded
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: cannot read checkpoint ({_short(exc)})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _check_step(folder: Path, trainer: dict[str, Any]) -> None:
+    """A checkpoint's ``step`` is the number in its folder's name (else the file is not this one's)."""
+    number = folder.name[len(PREFIX):]
+    if not (folder.name.startswith(PREFIX) and number.isdigit()):
+        return  # a folder given by hand, named freely
+    step = trainer.get("step")
+    if type(step) is not int or step != int(number):  # type(): True == 1 must not pass
+        found = "missing" if "step" not in trainer else f"{step!r}"[:40]
+        raise CheckpointError(f"{folder / STATE_FILE}: step: {found}, expected {int(number)} (the folder's step)")
+
+
+def _check_rng(path: Path, tensors: dict[str, torch.Tensor], json_part: Any) -> None:
+    """Apply the states to fresh generators: what would fail in ``set_rng_state`` fails here, harmlessly."""
+    try:
+        torch.Generator().set_state(tensors["torch_cpu"])
+        kind, keys, pos, has_gauss, gauss = json_part["numpy"]
+        np.random.RandomState().set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+        version, pystate, gauss_next = json_part["python"]
+        random.Random().setstate((version, tuple(pystate), gauss_next))
+        if gauss_next is not None and not isinstance(gauss_next, float):  # setstate does not check it
+            raise TypeError(f"gauss_next is {type(gauss_next).__name__}")
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: rng: not a saved random state ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    """An exception as one short line (messages of numpy or json may span lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -1,4 +1,11 @@
-"""Training data: validated utterances, their audio (optionally cached) and padded batches."""
+"""Training data: validated utterances, their audio (optionally cached) and padded batches.
+
+The pre-flight check (``nue_core.data.validate``) reads each file's header and its first and last
+frames by default, not all of it: a file can still turn out unreadable when training decodes it
+(NaN samples in the middle, a FLAC stream that loses sync). Such an item is an
+``UnreadableItemError`` naming its manifest line, or, with ``skip_bad``, left out of its batch and
+recorded in ``unreadable``; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nue_core.data.audio import load_audio
+from nue_core.data.audio import AudioError, load_audio
 from nue_core.data.augment import AugmentConfig, augment
 from nue_core.data.batching import AudioBatch, pad_waveforms
-from nue_core.data.manifest import Utterance, read_manifest
-from nue_core.data.validate import ValidationReport, checked_entries
+from nue_core.data.manifest import Utterance, scan_manifest
+from nue_core.data.validate import DataError, ValidationReport, checked_entries
+
+
+class UnreadableItemError(DataError):
+    """An item's audio could not be read during training; the message names its manifest line."""
 
 
 class UtteranceSet:
@@ -20,20 +31,31 @@ class UtteranceSet:
         entries: entries with ``duration`` filled in (see ``checked_entries``).
         sample_rate: the encoder's rate; audio is resampled to it.
         cache: keep decoded audio in memory after the first read.
+        skip_bad: leave an item whose audio cannot be read out of its batch (recorded in
+            ``unreadable``) instead of raising ``UnreadableItemError``.
     """
 
-    def __init__(self, entries: list[Utterance], sample_rate: int, cache: bool = False) -> None:
+    def __init__(self, entries: list[Utterance], sample_rate: int, cache: bool = False, skip_bad: bool = False) -> None:
         self.entries = entries
         self.sample_rate = sample_rate
+        self.skip_bad = skip_bad
+        self.unreadable: dict[int, str] = {}  # index -> "manifest:line: what is wrong"
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     @classmethod
     def from_manifest(
-        cls, path: Path | str, sample_rate: int, max_seconds: float | None, skip_bad: bool, cache: bool = False
+        cls, path: Path | str, sample_rate: int, max_seconds: float | None, skip_bad: bool, cache: bool = False,
+        full_check: bool = False,
     ) -> tuple["UtteranceSet", ValidationReport]:
-        """Read and check a manifest (JSONL or Kaldi folder); bad entries stop or are skipped."""
-        entries, report = checked_entries(read_manifest(path), str(path), max_seconds, skip_bad)
-        return cls(entries, sample_rate, cache), report
+        """Read and check a manifest (JSONL or Kaldi folder); bad entries stop or are skipped.
+
+        Args:
+            full_check: decode every file in the pre-flight check (see ``validate.entry_duration``).
+        """
+        scanned = scan_manifest(path)  # bad lines are reported (or skipped) with the bad audio
+        entries, report = checked_entries(scanned.entries, str(path), max_seconds, skip_bad, scanned.problems,
+                                          decode_rate=sample_rate if full_check else None)
+        return cls(entries, sample_rate, cache, skip_bad), report
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -43,11 +65,18 @@ class UtteranceSet:
         return [float(e.duration or 0.0) for e in self.entries]
 
     def audio(self, index: int) -> np.ndarray:
-        """(s,) float32 samples of entry ``index`` at ``sample_rate``."""
+        """(s,) float32 samples of entry ``index`` at ``sample_rate``.
+
+        Raises:
+            UnreadableItemError: the audio cannot be read now (whatever ``skip_bad`` says).
+        """
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         e = self.entries[index]
-        wave = load_audio(e.audio, self.sample_rate, e.start, e.end)
+        try:
+            wave = load_audio(e.audio, self.sample_rate, e.start, e.end)
+        except (AudioError, OSError) as exc:  # OSError: a file deleted or unreachable since the check
+            raise UnreadableItemError(f"{e.source or e.id}: {exc}") from None
         if self._cache is not None:
             self._cache[index] = wave
         return wave
@@ -55,11 +84,30 @@ class UtteranceSet:
     def batch(
         self, indices: list[int], aug: AugmentConfig | None = None, rng: np.random.Generator | None = None
     ) -> AudioBatch:
-        """A padded batch of ``indices``; augmented when ``aug`` is enabled and ``rng`` given."""
-        waves = [self.audio(i) for i in indices]
+        """A padded batch of ``indices``; augmented when ``aug`` is enabled and ``rng`` given.
+
+        With ``skip_bad``, items whose audio cannot be read are left out (the batch may be empty).
+
+        Raises:
+            UnreadableItemError: an item's audio cannot be read, without ``skip_bad``.
+        """
+        kept, waves = [], []
+        for i in indices:
+            if i in self.unreadable:
+                continue  # known bad: not read again
+            try:
+                waves.append(self.audio(i))
+            except UnreadableItemError as exc:
+                if not self.skip_bad:
+                    raise
+                self.unreadable[i] = str(exc)
+                continue
+            kept.append(i)
         if aug is not None and aug.enabled and rng is not None:
             waves = [augment(w, aug, rng, self.sample_rate) for w in waves]
         waveforms, lengths = pad_waveforms(waves)
-        return AudioBatch(
-            waveforms, lengths, [self.entries[i].text for i in indices], [self.entries[i].id for i in indices]
-        )
+        return AudioBatch(waveforms, lengths, [self.entries[i].text for i in kept], [self.entries[i].id for i in kept])
+
+    def unreadable_by_id(self) -> dict[str, str]:
+        """``unreadable`` keyed by entry id (stable across a resume; indices are not kept in checkpoints)."""
+        return {self.entries[i].id: problem for i, problem in self.unreadable.items()}

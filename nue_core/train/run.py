@@ -8,11 +8,11 @@ from typing import Any
 import torch
 
 from nue_core.checkpoint import CONFIG_FILE
-from nue_core.errors import ConfigError
+from nue_core.errors import ConfigError, writing
 from nue_core.model import SpeechLM
 from nue_core.train.config import TrainConfig
 from nue_core.train.data import UtteranceSet
-from nue_core.train.run_folder import check_run_folder, clear_run_folder
+from nue_core.train.run_folder import check_run_folder, clear_run_folder, remove_stale_temporaries
 from nue_core.train.trainer import Trainer, TrainResult, make_accelerator, seed_everything
 
 
@@ -57,7 +57,8 @@ def load_data(
         if path is None:
             sets.append(None)
             continue
-        data, report = UtteranceSet.from_manifest(path, model.sample_rate, limit, config.skip_bad, config.cache_audio)
+        data, report = UtteranceSet.from_manifest(path, model.sample_rate, limit, config.skip_bad, config.cache_audio,
+                                                  full_check=config.check_audio == "full")
         if report.problems:
             say(report.summary(str(path), limit=20) + "\n  (skipped: --skip-bad)")
         minutes = sum(data.durations) / 60
@@ -95,11 +96,13 @@ def train(
     train_set, valid_set = load_data(config, model, Path(train_manifest), valid_manifest and Path(valid_manifest), say)
     trainer = Trainer(model, config, train_set, valid_set, run_dir, accelerator=acc)
     if trainer.acc.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "train.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        model.config.save(run_dir / "model.yaml")
+        with writing(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "train.yaml").write_text(config.to_yaml(), encoding="utf-8")
+            model.config.save(run_dir / "model.yaml")
+            _clean_leftovers(run_dir, say)
     if resume:
-        found = trainer.resume()
+        found = trainer.resume(say=say)
         say(f"resumed from step {trainer.state.step}" if found else "no checkpoint to resume from; starting fresh")
     if config.warmup_steps > 0 and config.warmup_steps >= trainer.total_steps:
         say(f"warning: warmup_steps={config.warmup_steps} >= {trainer.total_steps} training steps: "
@@ -108,7 +111,22 @@ def train(
     say(f"training {trainable / 1e6:.2f}M parameters for {trainer.total_steps} steps "
         f"on {trainer.acc.num_processes} process(es), device {trainer.acc.device}")
     torch.set_float32_matmul_precision("high")
-    return trainer.fit()
+    result = trainer.fit()
+    if result.skipped_items:
+        count = len(result.skipped_items)
+        shown = "\n".join(f"  {line}" for line in result.skipped_items[:20])
+        more = f"\n  ... and {count - 20} more" if count > 20 else ""
+        say(f"{count} item{'s' if count != 1 else ''} could not be read during training and were skipped "
+            f"(--skip-bad):\n{shown}{more}")
+    return result
+
+
+def _clean_leftovers(run_dir: Path, say: Any) -> None:
+    """Remove what saves cut short by a crash left behind (``.step-*.tmp-*`` ...), saying so in one line."""
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+        say(f"removed {len(removed)} unfinished save(s) left by an interrupted run: {', '.join(removed[:5])}"
+            + (f" and {len(removed) - 5} more" if len(removed) > 5 else ""))
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:

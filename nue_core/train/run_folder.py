@@ -5,10 +5,17 @@ to the old ``metrics.jsonl`` (so ``nue plot`` would draw two runs as one). So: c
 (``resume``), clear it (``overwrite``), or refuse. ``overwrite`` deletes only a run's own files,
 and refuses a folder that holds anything else: pointing ``--output`` at the wrong folder by
 mistake must never delete the user's data.
+
+Folders are saved atomically: written as ``.NAME.tmp-XXXX`` (``temp_prefix``) and renamed to NAME;
+an existing NAME is first moved aside to ``.NAME.old-PID`` (``nue_core.checkpoint.replace_folder``).
+A process killed in between (SIGKILL, out of memory, power loss) leaves one of those behind, in the
+run folder (best/, final/) or in checkpoints/ (step-NNNNNNNN/); ``remove_stale_temporaries`` deletes
+them when the next run starts, and nothing else.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -18,8 +25,13 @@ from nue_core.errors import ConfigError
 RUN_MARKERS = ("checkpoints", "metrics.jsonl", "best", "final", "tensorboard")
 # Everything a run writes into its folder (``curves.png``: ``nue plot``'s default output).
 RUN_ENTRIES = (*RUN_MARKERS, "train.yaml", "model.yaml", "curves.png")
-# Leftovers of an interrupted atomic save: ``.best.tmp-*``, ``.final.old-PID`` ...
-_TEMP_PREFIXES = (".best.", ".final.")
+CHECKPOINTS = "checkpoints"
+STEP_PREFIX = "step-"  # a checkpoint is CHECKPOINTS/step-00000100
+# The one definition of a leftover's name: ``.NAME.tmp-*`` or ``.NAME.old-*``, NAME one of the
+# folders saved atomically in that place (never a user's ``.notes.tmp-1`` or a file of a subfolder).
+_LEFTOVER = r"\.(?:{names})\.(?:tmp|old)-[^/]+"
+_RUN_LEFTOVER = re.compile(_LEFTOVER.format(names="best|final"))
+_CHECKPOINT_LEFTOVER = re.compile(_LEFTOVER.format(names=re.escape(STEP_PREFIX) + r"\d+"))
 
 
 class RunExistsError(ConfigError):
@@ -73,22 +85,55 @@ def check_run_folder(run_dir: Path, resume: bool, overwrite: bool, model_source:
                           "copy it elsewhere first")
 
 
+def temp_prefix(name: str) -> str:
+    """Name prefix of the temporary folder that ``name`` (best, final, step-N) is written into first."""
+    return f".{name}.tmp-"
+
+
+def stale_temporaries(run_dir: Path) -> list[Path]:
+    """Leftovers of interrupted saves in ``run_dir`` and its checkpoints folder (see the module doc)."""
+    found: list[Path] = []
+    for folder, pattern in ((run_dir, _RUN_LEFTOVER), (run_dir / CHECKPOINTS, _CHECKPOINT_LEFTOVER)):
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
+    return found
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[str]:
+    """Delete the leftovers of saves a crash interrupted (call on the main process before training).
+
+    Only one run writes into a run folder at a time, so at start every temporary there is stale.
+
+    Returns:
+        What was removed, relative to ``run_dir`` (``checkpoints/.step-00000600.tmp-k2j3``).
+    """
+    removed = []
+    for path in stale_temporaries(Path(run_dir)):
+        _remove(path)
+        removed.append(str(path.relative_to(run_dir)))
+    return removed
+
+
 def clear_run_folder(run_dir: Path) -> None:
     """Delete a previous run's files from ``run_dir`` (call after ``check_run_folder`` with overwrite)."""
     if not run_dir.is_dir():
         return
     for path in run_dir.iterdir():
         if _owned(path.name):
-            # A symlink is removed itself: never follow it into a folder elsewhere.
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+            _remove(path)
+
+
+def _remove(path: Path) -> None:
+    # A symlink is removed itself: never follow it into a folder elsewhere.
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def _owned(name: str) -> bool:
     """Whether a training run writes an entry of this name into its folder."""
-    return name in RUN_ENTRIES or name.startswith(_TEMP_PREFIXES)
+    return name in RUN_ENTRIES or _RUN_LEFTOVER.fullmatch(name) is not None
 
 
 def _inside(path: Path, folder: Path) -> bool:

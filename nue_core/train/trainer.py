@@ -8,6 +8,11 @@ Reproducible resume: the data position, optimizer, scheduler and RNG states are 
 the random state is also re-derived from ``(seed, step, rank)`` at every step, so a resumed run does
 the same arithmetic as an uninterrupted one (validation and saving in between change nothing).
 
+Faults never end in a traceback (``nue_core.train.faults`` says why each is handled as it is): a
+failed write (full disk) stops the run keeping the latest checkpoint; an item whose audio turns out
+unreadable is skipped and counted under ``skip_bad``, else stops the run with a checkpoint; a
+damaged latest checkpoint is reported and the one before it used (``resume``).
+
 Shape legend: b = batch, s = audio samples.
 """
 
@@ -17,63 +22,27 @@ import contextlib
 import math
 import random
 import signal
-import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from nue_core.data.batching import BatchOrder, make_batches, shard_batches
-from nue_core.errors import ConfigError, NueError
+from nue_core.data.batching import AudioBatch, make_batches, shard_batches
+from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig
 from nue_core.model import SpeechLM
 from nue_core.train import checkpointing as ckpt
+from nue_core.train.checkpointing import RunWriteError
 from nue_core.train.config import TrainConfig
-from nue_core.train.data import UtteranceSet
-from nue_core.train.logs import MetricsLog, ProgressBar
+from nue_core.train.data import UnreadableItemError, UtteranceSet
+from nue_core.train.faults import RunGuard, TrainingError
+from nue_core.train.logs import MetricsLog, MetricsWindow, ProgressBar
 from nue_core.train.optim import build_optimizer, build_scheduler
+from nue_core.train.state import TrainerState, TrainResult
 from nue_core.train.validation import ValidationResult, validate
-
-
-class TrainingError(NueError):
-    """Training cannot go on (too many non-finite steps, no data); the message says why."""
-
-
-@dataclass
-class TrainerState:
-    """What besides tensors a checkpoint must hold to resume exactly."""
-
-    step: int = 0
-    order: BatchOrder = field(default_factory=BatchOrder)
-    bad_steps: int = 0
-    best: float | None = None
-    best_step: int | None = None
-    audio_seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"order": self.order.to_dict(), "bad_steps": self.bad_steps, "best": self.best,
-                "best_step": self.best_step, "audio_seconds": self.audio_seconds}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainerState":
-        return cls(int(data["step"]), BatchOrder.from_dict(data["order"]), int(data["bad_steps"]),
-                   data.get("best"), data.get("best_step"), float(data.get("audio_seconds", 0.0)))
-
-
-@dataclass
-class TrainResult:
-    """How a run ended: ``finished`` or ``stopped`` (SIGTERM), at which step, with what metrics."""
-
-    status: str
-    step: int
-    bad_steps: int
-    final_dir: Path | None
-    best_dir: Path | None
-    validation: ValidationResult | None = None
-
 
 def make_accelerator(config: TrainConfig) -> Any:
     """An ``accelerate.Accelerator`` for this config (DDP kwargs, mixed precision checked)."""
@@ -132,6 +101,8 @@ class Trainer:
         self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
         self._stop_requested = False
+        self._saved_step: int | None = None  # the step of the checkpoint last written or resumed from
+        self.guard = RunGuard(self.acc, self.run_dir, lambda: self.state.step)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
 
     # ---- data ---------------------------------------------------------------------------------
@@ -158,23 +129,42 @@ class Trainer:
 
     # ---- one optimizer step -------------------------------------------------------------------
     def _all_finite(self, value: torch.Tensor) -> bool:
-        bad = (~torch.isfinite(value.detach())).float().reshape(1)
-        if self.acc.num_processes > 1:
-            bad = self.acc.reduce(bad, reduction="sum")  # every rank must take the same decision
-        return bool(bad.item() == 0)
+        return not self.guard.any_rank(bool((~torch.isfinite(value.detach())).any()))[0]
 
-    def _micro_batches(self) -> Iterator[tuple[int, Any]]:
-        rng_salt = (self.state.step, self.acc.process_index)
-        for micro in range(self.config.grad_accum):
-            rng = np.random.default_rng([self.config.seed & 0xFFFFFFFF, *rng_salt, micro])
-            yield micro, self.train_data.batch(self._next_indices(), self.config.augment, rng)
+    def _micro_batches(self) -> tuple[list[AudioBatch], bool]:
+        """This step's ``grad_accum`` batches, all read before the first forward pass, and whether
+        any rank has one left empty (every item unreadable, under ``skip_bad``).
+
+        Raises:
+            UnreadableItemError: on every rank, when one met an unreadable item without
+                ``skip_bad``; the data order is put back, so a resumed run retries this step.
+        """
+        salt, order = (self.state.step, self.acc.process_index), replace(self.state.order)
+        batches: list[AudioBatch] = []
+        error = None
+        try:
+            for micro in range(self.config.grad_accum):
+                rng = np.random.default_rng([self.config.seed & 0xFFFFFFFF, *salt, micro])
+                batches.append(self.train_data.batch(self._next_indices(), self.config.augment, rng))
+        except UnreadableItemError as exc:
+            error = exc
+        failed, empty = self.guard.any_rank(error is not None, any(not b.ids for b in batches))
+        if failed:
+            self.state.order = order
+            raise error or UnreadableItemError("another process met an unreadable item (its message names it)")
+        self.state.skipped_items.update(self.train_data.unreadable_by_id())
+        return batches, empty
 
     def train_step(self) -> dict[str, float] | None:
-        """One optimizer step over ``grad_accum`` batches; None when skipped (non-finite loss/grad)."""
+        """One optimizer step over ``grad_accum`` batches; None when skipped (non-finite loss or
+        gradient, or a batch whose items were all unreadable)."""
         seed_everything(self.config.seed, self.state.step, self.acc.process_index)
+        batches, empty = self._micro_batches()
+        if empty:
+            return self._skip_step(count=False)
         totals = {"loss": 0.0, "lm_loss": 0.0, "ctc_loss": 0.0, "samples": 0.0}
         accum = self.config.grad_accum
-        for micro, batch in self._micro_batches():
+        for micro, batch in enumerate(batches):
             sync = contextlib.nullcontext() if micro == accum - 1 else self.acc.no_sync(self.model)
             with sync:
                 with self.acc.autocast():
@@ -203,12 +193,14 @@ class Trainer:
         totals["grad_norm"] = float(norm)
         return totals
 
-    def _skip_step(self) -> None:
-        """Drop this step's gradients, count it, and stop when there have been too many."""
+    def _skip_step(self, count: bool = True) -> None:
+        """Drop this step's gradients, count it (non-finite: ``count``), stop when there were too many."""
         self.optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # torch warns when no optimizer.step() came first: intended here
             warnings.simplefilter("ignore", UserWarning)
             self.scheduler.step()  # the step is consumed either way, so the schedule stays on time
+        if not count:
+            return None
         self.state.bad_steps += 1
         if self.state.bad_steps > self.config.max_bad_steps:
             raise TrainingError(
@@ -223,89 +215,140 @@ class Trainer:
         """Validate on the main process (others wait); keep the best model folder."""
         if self.valid_data is None:
             return None
-        result = None
+        result, failure = None, None
         if self.acc.is_main_process:
             c = self.config
             gen = GenerationConfig.for_model(self.raw_model.config, tokens_per_second=c.decode_tokens_per_second,
                                              extra_tokens=c.decode_extra_tokens)
             model = self.acc.unwrap_model(self.model)
-            result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
-                              c.eval_max_items, autocast=self.acc.autocast)
-            self._keep_best(result)
+            try:
+                result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
+                                  c.eval_max_items, autocast=self.acc.autocast)
+                self._keep_best(result)
+            except (UnreadableItemError, RunWriteError) as exc:
+                failure = exc
         self.acc.wait_for_everyone()
+        self.guard.stop_together(failure)
         return result
 
     def _keep_best(self, result: ValidationResult) -> None:
         value = result.metric(self.config.best_metric)
-        if self.state.best is not None and not value < self.state.best:
+        if result.items == 0 or (self.state.best is not None and not value < self.state.best):
             return
-        self.state.best, self.state.best_step = value, self.state.step
-        import tempfile
-
-        from nue_core.checkpoint import replace_folder
-
-        tmp = Path(tempfile.mkdtemp(prefix=".best.tmp-", dir=self.run_dir))
-        ckpt.write_model_folder(self.raw_model, self.acc.get_state_dict(self.model), tmp)
-        replace_folder(tmp, self.run_dir / "best")
+        with self.guard.writing(self.run_dir / "best"):
+            ckpt.save_model_folder(self.raw_model, self.acc.get_state_dict(self.model), self.run_dir / "best")
+        self.state.best, self.state.best_step = value, self.state.step  # once it is on disk
 
     def save_checkpoint(self) -> Path | None:
-        """Write a resumable checkpoint (main process writes; every rank joins the state gather)."""
+        """Write a resumable checkpoint (main process writes; every rank joins the state gather).
+
+        Raises:
+            RunWriteError: on every rank, when the write failed (the earlier checkpoints are intact).
+        """
         model_state = self.acc.get_state_dict(self.model)
-        path = None
-        if self.acc.is_main_process:
-            path = ckpt.save_checkpoint(
-                self.run_dir, self.state.step, self.raw_model, model_state, self.optimizer.state_dict(),
-                self.scheduler.state_dict(), self.state.to_dict(), self.config.keep_last,
-            )
-        self.acc.wait_for_everyone()
+        target = self.run_dir / ckpt.CHECKPOINTS / f"{ckpt.PREFIX}{self.state.step:08d}"
+        path = self.guard.write_on_main(target, lambda: ckpt.save_checkpoint(
+            self.run_dir, self.state.step, self.raw_model, model_state, self.optimizer.state_dict(),
+            self.scheduler.state_dict(), self.state.to_dict(), self.config.keep_last,
+        ))
+        self._saved_step = self.state.step
         return path
 
-    def resume(self, folder: Path | None = None) -> bool:
-        """Load the latest (or the given) checkpoint of ``run_dir``; False when there is none."""
-        folder = folder or ckpt.latest_checkpoint(self.run_dir)
-        if folder is None:
-            return False
-        loaded = ckpt.load_checkpoint(folder)
-        missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(loaded["model"], strict=False)
+    def resume(self, folder: Path | None = None, say: Callable[[str], None] = print) -> bool:
+        """Load the latest intact (or the given) checkpoint of ``run_dir``; False when there is none.
+
+        A damaged checkpoint (a truncated or hand-edited ``trainer_state.json`` ...) is reported
+        through ``say`` in one line, and the one before it is used.
+
+        Raises:
+            CheckpointError: the given ``folder`` is damaged, or none of the run's checkpoints is intact.
+            TrainingError: the checkpoint was written for another model.
+        """
+        if folder is not None:
+            self._load(Path(folder))
+            return True
+        damaged: list[str] = []
+        for candidate in reversed(ckpt.list_checkpoints(self.run_dir)):
+            try:
+                self._load(candidate)
+            except CheckpointError as exc:
+                damaged.append(str(exc))
+                continue
+            for problem in damaged:
+                say(f"warning: skipped a damaged checkpoint ({problem}); resuming from {candidate.name}")
+            return True
+        if damaged:
+            raise CheckpointError(f"no intact checkpoint in {self.run_dir / ckpt.CHECKPOINTS}: "
+                                  + "; ".join(damaged) + "; start over with --overwrite")
+        return False
+
+    def _load(self, folder: Path) -> None:
+        """Restore from one checkpoint; every file is checked before the model or RNG is touched."""
+        loaded = ckpt.read_checkpoint(folder)
+        state = TrainerState.from_dict(loaded["trainer"], source=str(folder / ckpt.STATE_FILE))
+        try:
+            missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(loaded["model"], strict=False)
+        except RuntimeError as exc:  # a size mismatch
+            missing, unexpected = [" ".join(str(exc).split())[:300]], []
         if missing or unexpected:
             raise TrainingError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]}); resume with the same MODEL_CONFIG")
-        self.optimizer.load_state_dict(loaded["optimizer"])
-        self.scheduler.load_state_dict(loaded["scheduler"])
-        self.state = TrainerState.from_dict(loaded["trainer"])
-        return True
+        try:
+            self.optimizer.load_state_dict(loaded["optimizer"])
+            self.scheduler.load_state_dict(loaded["scheduler"])
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise CheckpointError(f"{folder}: optimizer or scheduler state does not fit ({exc})") from None
+        ckpt.set_rng_state(*loaded["rng"])
+        self.state, self._saved_step = state, state.step
 
     # ---- the loop -----------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self._stop_requested = True  # acted on after the current step, so the checkpoint is consistent
 
     def _should_stop(self) -> bool:
-        flag = torch.tensor([1.0 if self._stop_requested else 0.0], device=self.acc.device)
-        if self.acc.num_processes > 1:
-            flag = self.acc.reduce(flag, reduction="sum")
-        return bool(flag.item() > 0)
+        return self.guard.any_rank(self._stop_requested)[0]
 
     def fit(self) -> TrainResult:
-        """Train until ``total_steps`` (or SIGTERM: checkpoint and return ``stopped``)."""
-        log = MetricsLog(self.run_dir, self.config.tensorboard) if self.acc.is_main_process else None
+        """Train until ``total_steps`` (or SIGTERM: checkpoint and return ``stopped``).
+
+        Raises:
+            RunWriteError: a write into the run folder failed (see the module doc).
+            UnreadableItemError: an item's audio could not be read, without ``skip_bad``.
+        """
+        log = None
+        if self.acc.is_main_process:
+            with self.guard.writing():
+                log = MetricsLog(self.run_dir, self.config.tensorboard)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             status, last = self._loop(log)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the error on its way out says more
+                if log is not None:
+                    log.close()
+            raise
         finally:
             signal.signal(signal.SIGTERM, previous)
-            if log is not None:
+        if log is not None:
+            with self.guard.writing():
                 log.close()
         final = self._save_final() if status == "finished" else None
         best = self.run_dir / "best"
-        return TrainResult(status, self.state.step, self.state.bad_steps, final, best if best.is_dir() else None, last)
+        skipped = list(self.state.skipped_items.values())
+        skipped += list(self.valid_data.unreadable.values()) if self.valid_data is not None else []
+        return TrainResult(status, self.state.step, self.state.bad_steps, final, best if best.is_dir() else None,
+                           last, skipped)
 
     def _loop(self, log: MetricsLog | None) -> tuple[str, ValidationResult | None]:
         c, last = self.config, None
         show = c.progress and self.acc.is_main_process
         with ProgressBar(self.total_steps, self.state.step, show) as bar:
-            window = _Window()
+            window = MetricsWindow()
             while self.state.step < self.total_steps:
-                stats = self.train_step()
+                try:
+                    stats = self.train_step()
+                except UnreadableItemError as exc:
+                    raise self._stopped_by(exc) from None
                 self.state.step += 1
                 if stats is not None:
                     window.add(stats, self.train_data.sample_rate)
@@ -313,10 +356,14 @@ class Trainer:
                 lr = self.scheduler.get_last_lr()[0]
                 bar.update(self.state.step, window.loss(), lr, window.rate())
                 if log is not None and (self.state.step % c.log_every == 0 or self.state.step == self.total_steps):
-                    log.log("train", self.state.step, {**window.summary(), "lr": lr, "bad_steps": self.state.bad_steps})
-                    window = _Window()
+                    with self.guard.writing():
+                        log.log("train", self.state.step, {**window.summary(), "lr": lr, "bad_steps": self.state.bad_steps})
+                    window = MetricsWindow()
                 if self.state.step % c.eval_every == 0 or self.state.step == self.total_steps:
-                    last = self._validate_and_log(log, bar)
+                    try:
+                        last = self._validate_and_log(log, bar)
+                    except UnreadableItemError as exc:
+                        raise self._stopped_by(exc) from None
                 if self._should_stop():
                     self.save_checkpoint()
                     bar.print(f"stopped by SIGTERM at step {self.state.step}; checkpoint written, continue with --resume")
@@ -325,55 +372,27 @@ class Trainer:
                     self.save_checkpoint()
         return "finished", last
 
+    def _stopped_by(self, exc: UnreadableItemError) -> UnreadableItemError:
+        """Keep the steps done (a checkpoint, unless this step has one) and say how to go on, in one line."""
+        if self._saved_step != self.state.step:
+            self.save_checkpoint()
+        return UnreadableItemError(
+            f"{exc}; stopped at step {self.state.step} (checkpoint {ckpt.PREFIX}{self.state.step:08d} kept): fix or "
+            "remove that entry, or add --skip-bad to skip unreadable items, then continue with --resume")
+
     def _validate_and_log(self, log: MetricsLog | None, bar: ProgressBar) -> ValidationResult | None:
         result = self.run_validation()
         if result is not None and log is not None:
-            log.log("valid", self.state.step, {"loss": result.loss, "cer": result.cer, "wer": result.wer,
-                                               "items": result.items})
+            with self.guard.writing():
+                log.log("valid", self.state.step, {"loss": result.loss, "cer": result.cer, "wer": result.wer,
+                                                   "items": result.items})
             ref, hyp = result.examples[0] if result.examples else ("", "")
             bar.print(f"step {self.state.step}: valid loss {result.loss:.3f}  CER {result.cer:.2%}  "
                       f"WER {result.wer:.2%}  | ref: {ref!r} hyp: {hyp!r}")
         return result
 
-    def _save_final(self) -> Path | None:
+    def _save_final(self) -> Path:
         state = self.acc.get_state_dict(self.model)
         final = self.run_dir / "final"
-        if self.acc.is_main_process:
-            import tempfile
-
-            from nue_core.checkpoint import replace_folder
-
-            tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=self.run_dir))
-            ckpt.write_model_folder(self.raw_model, state, tmp)
-            replace_folder(tmp, final)
-        self.acc.wait_for_everyone()
+        self.guard.write_on_main(final, lambda: ckpt.save_model_folder(self.raw_model, state, final))
         return final
-
-
-class _Window:
-    """Running means of the training losses and the audio throughput since the last log line."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.count = 0
-        self.samples = 0.0
-        self.start = time.perf_counter()
-        self.rate_hz = 16000
-
-    def add(self, stats: dict[str, float], sample_rate: int) -> None:
-        for key in ("loss", "lm_loss", "ctc_loss", "grad_norm"):
-            self.sums[key] = self.sums.get(key, 0.0) + stats.get(key, 0.0)
-        self.count += 1
-        self.samples += stats["samples"]
-        self.rate_hz = sample_rate
-
-    def loss(self) -> float:
-        return self.sums.get("loss", float("nan")) / max(self.count, 1)
-
-    def rate(self) -> float:
-        """Audio seconds trained per wall second (this process)."""
-        return self.samples / self.rate_hz / max(time.perf_counter() - self.start, 1e-9)
-
-    def summary(self) -> dict[str, float]:
-        means = {k: v / max(self.count, 1) for k, v in self.sums.items()}
-        return {**means, "audio_seconds_per_second": self.rate()}

@@ -73,6 +73,8 @@ def validate(
     try:
         for indices in batches:
             batch = data.batch(indices)
+            if not batch.ids:
+                continue  # every item unreadable (left out under skip_bad)
             wave, lengths = batch.waveforms.to(device), batch.lengths.to(device)
             with autocast() if autocast is not None else contextlib.nullcontext():
                 out = model(wave, lengths, model.target_ids(batch.texts))
@@ -82,6 +84,8 @@ def validate(
             hyps += [model.tokenizer.decode(seq) for seq in ids]
     finally:
         model.train(was_training)
+    if not refs:  # nothing could be read: no metric to report (the best model is left as it is)
+        return ValidationResult(math.nan, math.nan, math.nan, 0)
     cer, wer = error_rates(refs, hyps)
     loss = sum(losses) / max(len(losses), 1)
     return ValidationResult(loss, cer, wer, len(refs), list(zip(refs, hyps))[:5])

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from nue_core.config import ModelConfig
-from nue_core.errors import CheckpointError
+from nue_core.errors import CheckpointError, ConfigError
 
 MODEL_TYPE = "nue_asr"
 PROMPT = {"prefix": "<s>", "postfix": "[SEP]"}
@@ -86,37 +86,66 @@ def _known_fields(fields: dict[str, Any], config_class: type) -> dict[str, Any]:
     return {k: v for k, v in normalized.items() if k in known and k not in _METADATA}
 
 
+def released_weights_file(folder: Path) -> Path:
+    """The folder's weights file: safetensors preferred, else ``pytorch_model.bin``."""
+    for name in _WEIGHT_FILES:
+        if (Path(folder) / name).exists():
+            return Path(folder) / name
+    raise CheckpointError(f"{folder}: no weights ({' or '.join(_WEIGHT_FILES)})")
+
+
 def read_released_weights(folder: Path) -> dict[str, torch.Tensor]:
     """The released state dict: safetensors preferred, else ``.bin`` with ``weights_only=True``."""
     from nue_core.checkpoint import read_state_dict
 
-    folder = Path(folder)
-    if (folder / "model.safetensors").exists():
-        return read_state_dict(folder / "model.safetensors")
-    path = folder / "pytorch_model.bin"
-    if not path.exists():
-        raise CheckpointError(f"{folder}: no weights ({' or '.join(_WEIGHT_FILES)})")
+    path = released_weights_file(folder)
+    if path.suffix == ".safetensors":
+        return read_state_dict(path)
     try:
         # weights_only: tensors and plain containers only; a pickle that would run code is refused.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError and friends: never fall back to full unpickling
         raise CheckpointError(f"{path}: refused or unreadable ({type(exc).__name__}: {exc})") from None
+    # weights_only admits any plain container: only a mapping of names to tensors is a state dict
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: not a state dict (a mapping of tensor names to tensors)")
+    return state
 
 
 def to_framework_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Released key names -> SpeechLM key names (weight-norm variants normalised)."""
     out = {}
     for key, tensor in state.items():
-        for old, new in _WEIGHT_NORM.items():
-            if key.endswith(old):
-                key = key[: -len(old)] + new
-        out[_swap_prefix(key, [(a, b) for a, b in _PREFIXES])] = tensor
+        new = _framework_key(key)
+        if new is None:
+            raise CheckpointError(f"unexpected weight '{key}' for the Nue-ASR layout")
+        out[new] = tensor
     return out
 
 
 def to_released_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """SpeechLM key names -> released key names."""
     return {_swap_prefix(k, [(b, a) for a, b in _PREFIXES]): v for k, v in state.items()}
+
+
+def _framework_key(key: str) -> str | None:
+    """A released key as the SpeechLM names it; None for a key outside the layout."""
+    for old, new in _WEIGHT_NORM.items():
+        if key.endswith(old):
+            key = key[: -len(old)] + new
+    try:
+        return _swap_prefix(key, list(_PREFIXES))
+    except CheckpointError:
+        return None
+
+
+def _released_key(key: str) -> str:
+    """A SpeechLM key as the released layout names it (for messages about a tensor the file lacks)."""
+    try:
+        return _swap_prefix(key, [(b, a) for a, b in _PREFIXES])
+    except CheckpointError:
+        return key
 
 
 def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str:
@@ -127,16 +156,41 @@ def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str:
 
 
 def load_released(folder: Path, dtype: str = "float32", **_: Any):  # type: ignore[no-untyped-def]
-    """A SpeechLM from a released Nue-ASR folder (fp16 weights become ``dtype``, float32 by default)."""
+    """A SpeechLM from a released Nue-ASR folder (fp16 weights become ``dtype``, float32 by default).
+
+    The weights are checked against ``config.json`` before loading: every tensor present, none
+    extra, each of the model's shape and a float dtype; an error names the tensor as the file does.
+    """
+    from nue_core.checkpoint import check_tensors, load_checked
     from nue_core.composer import compose
 
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in dtypes:
+        raise ConfigError(f"dtype '{dtype}' is not one of {', '.join(dtypes)}")
     folder = Path(folder)
     model = compose(released_config(folder), load_weights=False, base_dir=folder)
-    state = to_framework_keys(read_released_weights(folder))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    weights = released_weights_file(folder)
+    state, released_name = _framework_state(read_released_weights(folder), weights)
     # The released HuBERT may omit masked_spec_embed (only used for SpecAugment in training).
-    missing = [k for k in missing if not k.endswith("masked_spec_embed")]
-    if missing or unexpected:
-        raise CheckpointError(f"{folder}: weights do not match config.json: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    check_tensors(model.state_dict(), state, weights, against=str(folder / "config.json"),
+                  optional=lambda key: key.endswith("masked_spec_embed"),
+                  display=lambda key: released_name.get(key) or _released_key(key))
+    load_checked(model, state, weights)
     return model.to(dtypes[dtype]).eval()
+
+
+def _framework_state(found: dict[str, torch.Tensor], weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The released tensors under SpeechLM names, and each SpeechLM name's released name."""
+    state: dict[str, torch.Tensor] = {}
+    released_name: dict[str, str] = {}
+    mapped = {key: _framework_key(key) for key in found}
+    outside = [key for key, new in mapped.items() if new is None]
+    if outside:
+        more = f" (+{len(outside) - 5} more)" if len(outside) > 5 else ""
+        raise CheckpointError(f"{weights}: weights outside the Nue-ASR layout: "
+                              + ", ".join(repr(k)[:120] for k in outside[:5]) + more)
+    for key, new in ((k, n) for k, n in mapped.items() if n is not None):
+        if new in state:  # weight_g and parametrizations.weight.original0 of one weight, say
+            raise CheckpointError(f"{weights}: '{released_name[new]}' and '{key}' are the same weight")
+        state[new], released_name[new] = found[key], key
+    return state, released_name

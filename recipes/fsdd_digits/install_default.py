@@ -89,9 +89,10 @@ def install(model_dir: Path, test_manifest: Path, target: Path, results: dict) -
     speaker = results.get("test_speaker", "?")
     (examples / "README.md").write_text(
         ATTRIBUTION.format(commit=FSDD_COMMIT, speaker=speaker, rows="\n".join(rows)), encoding="utf-8")
-    import yaml
+    from nue_core.config import read_yaml_mapping
 
-    ctc_weight = (yaml.safe_load((model_dir / "nue.yaml").read_text(encoding="utf-8")).get("decode") or {}).get("ctc_weight", 0.0)
+    config = read_yaml_mapping(model_dir / "nue.yaml", "config", "a model config")
+    ctc_weight = (config.get("decode") or {}).get("ctc_weight", 0.0)
     (tmp / "README.md").write_text(MODEL_README.format(
         ctc_weight=ctc_weight, params=params / 1e6, speaker=speaker, items=results.get("items", 0), wer=results.get("wer", float("nan")),
         cer=results.get("cer", float("nan")), commit=FSDD_COMMIT), encoding="utf-8")

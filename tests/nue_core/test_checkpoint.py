@@ -115,3 +115,31 @@ def test_preset_and_adapter_trained_marker(tmp_path):
     reconfigure(model, model.config.model_copy(update={"decoder": decoder}))
     save_adapter(model, tmp_path / "adapter", base=tmp_path / "base")
     assert load(tmp_path / "adapter").is_trained is True  # an adapter is what training changed
+
+
+@pytest.mark.parametrize("fault", ["shape", "bool", "unknown"])
+def test_an_adapter_whose_tensors_are_not_the_models_is_refused_naming_them(tmp_path, fault):
+    """Before: a wrong shape escaped as torch's size-mismatch RuntimeError, a bool was cast."""
+    from safetensors.torch import load_file, save_file
+
+    from nue_core.checkpoint import save_adapter
+    from nue_core.config import LoraSpec
+    from nue_core.trainability import reconfigure
+
+    save_model(compose(tiny_config()), tmp_path / "base")
+    model = load(tmp_path / "base")
+    decoder = model.config.decoder.model_copy(update={"lora": LoraSpec(r=2)})
+    reconfigure(model, model.config.model_copy(update={"decoder": decoder}))
+    save_adapter(model, tmp_path / "adapter", base=tmp_path / "base")
+    weights = tmp_path / "adapter" / "adapter.safetensors"
+    state = load_file(str(weights))
+    name = sorted(state)[0]
+    if fault == "unknown":
+        name = "decoder.no_such.weight"
+        state[name] = torch.zeros(2)
+    else:
+        state[name] = torch.zeros(3, 1) if fault == "shape" else state[name].bool()
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError) as err:
+        load(tmp_path / "adapter")
+    assert str(weights) in str(err.value) and f"'{name}'" in str(err.value)

@@ -132,3 +132,55 @@ def test_paper_preset_describes_on_meta_without_weights():
 def test_tiny_presets_run(preset):
     model = compose(preset)
     assert torch.isfinite(_step(model).loss)
+
+
+@pytest.mark.parametrize("part, key, value, message", [
+    ("decoder", "num_hidden_layers", -2, "decoder.config.num_hidden_layers: must be a positive whole number, got -2"),
+    ("decoder", "num_hidden_layers", 0, "decoder.config.num_hidden_layers: must be a positive whole number, got 0"),
+    ("encoder", "hidden_size", 0, "encoder.config.hidden_size: must be a positive whole number, got 0"),
+    ("decoder", "vocab_size", True, "decoder.config.vocab_size: must be a positive whole number, got True (YAML"),
+    ("decoder", "intermediate_size", 64.5, "decoder.config.intermediate_size: must be a positive whole number, got 64.5"),
+    ("encoder", "conv_dim", [32, -32, 32], "encoder.config.conv_dim[1]: must be a positive whole number, got -32"),
+])
+def test_sizes_that_are_not_positive_are_refused_naming_the_field(part, key, value, message):
+    cfg = tiny_config()
+    cfg[part]["config"][key] = value
+    for describe in (True, False):
+        with pytest.raises(ConfigError) as err:
+            compose(cfg, describe=describe)
+        assert message in str(err.value)
+
+
+def test_plugin_options_refuse_booleans_for_numbers_and_keep_their_own_bounds():
+    cfg = tiny_config()
+    cfg["bridge"]["padding"] = True  # YAML `padding: yes`
+    with pytest.raises(ConfigError, match=r"bridge 'conv' options.*\n  padding: a boolean is not a number"):
+        compose(cfg)
+    fbank = tiny_config(encoder="fbank-transformer")
+    fbank["encoder"] = {"name": "fbank-transformer", "hidden_size": 32, "num_heads": 2, "ffn_size": 64, "num_layers": 0}
+    assert compose(fbank).encoder.output_dim == 32  # the plugin allows 0 layers: its bound, not ours
+    fbank["encoder"]["num_layers"] = 20_000
+    with pytest.raises(ConfigError, match=r"encoder.num_layers: 20,000 layers is beyond what nue builds"):
+        compose(fbank, describe=True)
+
+
+def test_a_model_larger_than_the_memory_is_refused_before_it_is_built(monkeypatch):
+    import nue_core.composer as composer
+    from nue_core.size_check import ModelTooLargeError
+
+    built = []
+    real = composer._compose
+    monkeypatch.setattr(composer, "_compose", lambda *a, **k: built.append(k["describe"]) or real(*a, **k))
+    # 1. the size fields alone (2 layers of width 32, ffn 64: ~1e4 weights per part, 41 KB) already say no
+    monkeypatch.setattr(composer, "available_memory", lambda: 50_000)
+    with pytest.raises(ModelTooLargeError, match=r"^(en|de)coder.config: ~1e\+04 parameters \(41 KB in float32\) "
+                                                  r"exceeds the available memory \(50 KB\)"):
+        compose(tiny_config())
+    assert built == []  # nothing built, not even on the meta device
+    # 2. the fields allow it, the meta build counts 346 KB of weights and buffers
+    monkeypatch.setattr(composer, "available_memory", lambda: 200_000)
+    with pytest.raises(ModelTooLargeError, match=r"the model needs 346 KB for its weights \(encoder: 4.3e\+04 "
+                                                  r"parameters, 173 KB; .*\), more than the available memory \(200 KB\)"):
+        compose(tiny_config())
+    assert built == [True]  # measured on the meta device; never built for real
+    assert all(p.is_meta for p in compose(tiny_config(), describe=True).parameters())  # describing needs no memory

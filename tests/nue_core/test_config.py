@@ -63,3 +63,57 @@ def test_load_reports_file_problems(tmp_path):
     scalar.write_text(yaml.safe_dump(3))
     with pytest.raises(ConfigError, match="mapping"):
         ModelConfig.load(scalar)
+
+
+@pytest.mark.parametrize("key, value, field", [
+    ("ctc_weight", True, "ctc_weight"),
+    ("decode", {"extra_tokens": False}, "decode.extra_tokens"),
+    ("decode", {"tokens_per_second": True}, "decode.tokens_per_second"),
+    ("decoder", {"name": "gpt-neox", "lora": {"r": True}}, "decoder.lora.r"),
+    ("decoder", {"name": "gpt-neox", "lora": {"alpha": False}}, "decoder.lora.alpha"),  # 0.0 also fails `> 0`
+])
+def test_a_boolean_is_never_read_as_a_number(key, value, field):
+    with pytest.raises(ConfigError) as err:
+        ModelConfig.from_dict(_cfg(**{key: value}), source="m.yaml")
+    text = str(err.value)
+    assert f"{field}: a boolean is not a number" in text and "yes/no/on/off" in text, text
+
+
+def test_yaml_yes_for_a_number_is_refused_in_a_file_and_booleans_stay_booleans(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("encoder: {name: hubert, trainable: no}\nbridge: conv\ndecoder: gpt-neox\nmax_audio_seconds: yes\n")
+    with pytest.raises(ConfigError, match="max_audio_seconds: a boolean is not a number"):
+        ModelConfig.load(path)
+    path.write_text("encoder: {name: hubert, trainable: no}\nbridge: conv\ndecoder: gpt-neox\n")
+    assert ModelConfig.load(path).encoder.trainable is False
+
+
+def test_train_settings_refuse_booleans_for_numbers():
+    from nue_core.train.config import TrainConfig
+
+    for data, field in (({"lr": True}, "lr"), ({"betas": [0.9, True]}, "betas.1"), ({"max_steps": True}, "max_steps"),
+                        ({"augment": {"speed_range": [True, 1.1]}}, "augment.speed_range.0")):
+        with pytest.raises(ConfigError, match=rf"{field}: a boolean is not a number"):
+            TrainConfig.from_dict(data)
+    assert TrainConfig.from_dict({"progress": False, "lr": 0.001}).progress is False
+
+
+def test_yaml_files_that_expand_or_cannot_be_read_are_config_errors(tmp_path, monkeypatch):
+    import nue_core.config as config
+
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi")))
+    with pytest.raises(ConfigError, match=r"bomb.yaml: not valid YAML: aliases expand this document"):
+        ModelConfig.load(bomb)
+    date = tmp_path / "date.yaml"
+    date.write_text("encoder: hubert\nbridge: conv\ndecoder: {name: gpt-neox, released: 2024-13-45}\n")
+    with pytest.raises(ConfigError, match=r"date.yaml: not valid YAML: cannot read '2024-13-45' \(month must be"):
+        ModelConfig.load(date)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("prompt: {prefix: 'caf\u00e9'}\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml: not UTF-8 text"):
+        ModelConfig.load(latin)
+    monkeypatch.setattr(config, "MAX_YAML_BYTES", 10)
+    with pytest.raises(ConfigError, match=r"date.yaml: .* too large for a config file"):
+        ModelConfig.load(date)

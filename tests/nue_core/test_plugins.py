@@ -150,3 +150,146 @@ def test_component_unavailable_here_keeps_its_description_and_says_why():
     assert entry.description == "static text"  # generated docs read this: it must not vary per environment
     assert entry.unavailable == 'libfoo is missing; pip install "x[foo]"'
     assert loaded.registry.get("encoder", "ready").unavailable == ""
+
+
+# --- conflicts, validation, containment (issue 14, class 4) -----------------------------------------
+
+class TakesConv:
+    @hookimpl
+    def register_bridges(self, register):
+        register("mine", _factory)
+        register("conv", _factory)
+
+
+def test_a_first_party_module_registers_first_whatever_the_order_given():
+    import nue_bridges.plugin
+
+    loaded = load_plugins([("aaa", TakesConv()), ("nue_bridges", nue_bridges.plugin)], registry_files=[])
+    assert [p.name for p in loaded.plugins] == ["nue_bridges", "aaa"]
+    assert loaded.plugins[0].first_party and not loaded.plugins[1].first_party
+    assert loaded.plugins[0].distribution == "nue-asr"
+    (broken,) = loaded.broken
+    assert broken.name == "aaa" and "first-party plugin 'nue_bridges'" in broken.error
+    assert loaded.registry.get("bridge", "conv").plugin == "nue_bridges"
+    assert "mine" not in loaded.registry.names("bridge")  # the offender is disabled as a whole
+
+
+def test_a_module_named_like_a_first_party_plugin_is_not_first_party():
+    import types
+
+    fake = types.SimpleNamespace(__name__="nue_bridges.plugin")  # not the module itself
+    loaded = load_plugins([("fake", fake)], registry_files=[])
+    assert not loaded.plugins[0].first_party
+
+
+class _Registers:
+    """A plugin whose hooks make the given calls (``hook -> [(args, kwargs), ...]``)."""
+
+    def __init__(self, **calls):
+        self.calls = calls
+
+    def _run(self, hook, register):
+        for args, kwargs in self.calls.get(hook, []):
+            register(*args, **kwargs)
+
+    @hookimpl
+    def register_bridges(self, register):
+        self._run("bridges", register)
+
+    @hookimpl
+    def register_model_loaders(self, register):
+        self._run("loaders", register)
+
+    @hookimpl
+    def register_exporters(self, register):
+        self._run("exporters", register)
+
+    @hookimpl
+    def register_architectures(self, register):
+        self._run("architectures", register)
+
+
+@pytest.mark.parametrize("hook,args,what", [
+    ("loaders", ("layout", _factory, _factory), "model loader 'layout'"),
+    ("exporters", ("layout", _factory), "export format 'layout'"),
+    ("architectures", ("org/x", {"model_type": "a"}), "architecture 'org/x'"),
+])
+def test_loader_exporter_and_architecture_conflicts_disable_the_later_plugin(hook, args, what):
+    first = _Registers(**{hook: [(args, {})]})
+    clashing = args[:-1] + ({"model_type": "b"},) if hook == "architectures" else args
+    second = _Registers(**{hook: [(clashing, {})], "bridges": [(("b2", _factory), {})]})
+    loaded = load_plugins([("p1", first), ("p2", second)], registry_files=[])
+    (broken,) = loaded.broken
+    assert broken.name == "p2" and what in broken.error and "'p1'" in broken.error and "'p2'" in broken.error
+    assert "b2" not in loaded.registry.names("bridge")
+
+
+def test_the_same_architecture_from_two_plugins_is_no_conflict():
+    config = {"model_type": "a"}
+    loaded = load_plugins([("p1", _Registers(architectures=[(("org/x", config), {})])),
+                           ("p2", _Registers(architectures=[(("org/x", dict(config)), {})]))], registry_files=[])
+    assert not loaded.broken
+
+
+def test_a_name_registered_twice_by_one_plugin_disables_it():
+    loaded = load_plugins([("p", _Registers(bridges=[(("a", _factory), {}), (("b", _factory), {"aliases": ("a",)})]))],
+                          registry_files=[])
+    (broken,) = loaded.broken
+    assert "bridge name 'a' is registered twice by plugin 'p'" in broken.error
+
+
+class SwallowsItsError:
+    @hookimpl
+    def register_bridges(self, register):
+        try:
+            register("ok", _factory, options=42)
+        except Exception:
+            pass  # an invalid registration does not become valid by being caught
+        register("other", _factory)
+
+
+def test_an_invalid_registration_the_plugin_catches_still_disables_it():
+    loaded = load_plugins([("swallows", SwallowsItsError())], registry_files=[])
+    (broken,) = loaded.broken
+    assert "invalid registration" in broken.error and "options must be" in broken.error
+    assert loaded.registry.names("bridge") == []
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("conv", True), ("s3prl:hubert", True), ("ctc_compress", True), ("gpt-neox", True), ("q-former", True),
+    ("llama3", True), ("a" * 64, True), ("a" * 65, False), ("", False), ("Conv", False), ("two words", False),
+    ("-lead", False), ("new\nline", False), ("név", False),
+])
+def test_component_name_rules(name, ok):
+    from nue_core.errors import PluginError
+    from nue_core.registry import check_name
+
+    if ok:
+        assert check_name(name, "bridge name") == name
+    else:
+        with pytest.raises(PluginError, match="bridge name"):
+            check_name(name, "bridge name")
+
+
+def test_every_installed_first_party_name_follows_the_rules():
+    from nue_core.plugins import get_plugins
+    from nue_core.registry import KINDS, NAME_RULE
+
+    loaded = get_plugins()
+    assert not [p.name for p in loaded.plugins if p.first_party and p.error]
+    for kind in KINDS:
+        for name in loaded.registry.names(kind, with_aliases=True):
+            assert NAME_RULE.fullmatch(name), (kind, name)
+
+
+def test_an_error_is_reported_on_one_line_even_when_its_message_is_hostile():
+    from nue_core.plugins import short_error
+
+    class Hostile(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert short_error(ValueError("a\n  b\tc")) == "ValueError: a b c"
+    assert short_error(Hostile()) == "Hostile: <unprintable message>"
+    assert short_error(SystemExit()) == "SystemExit"
+    assert len(short_error(ValueError("x" * 10_000))) < 400

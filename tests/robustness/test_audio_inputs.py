@@ -109,3 +109,103 @@ def test_very_long_clip_is_chunked_not_truncated(transcriber):
     long = (np.random.default_rng(0).normal(0, 0.1, 16000 * 40).astype(np.float32), 16000)
     (result,) = transcriber.transcribe([long])
     assert result.ok and result.chunks >= 3 and result.seconds == pytest.approx(40.0)
+
+
+# ---------------------------------------------------------------- headers that lie: every size bounded
+# A header can claim any rate and any length; what it claims is refused before anything is
+# allocated. These run in a child under a memory cap (``run_capped``): before the bounds, a 1 Hz
+# header ended the process in std::bad_alloc while resampling.
+
+import json  # noqa: E402
+import struct  # noqa: E402
+
+from tests.robustness.test_resource_limits import last_json, run_capped  # noqa: E402
+
+HEADER_CASES = 60
+
+
+def wav_header(rate: int, channels: int, data_bytes: int) -> bytes:
+    """A 16-bit PCM RIFF/WAVE header claiming ``rate`` and ``data_bytes`` of samples."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * channels * 2) % 2**32, channels * 2, 16)
+    riff_size = min(4 + 8 + len(fmt) + 8 + data_bytes, 2**32 - 1)
+    return b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + \
+        b"data" + struct.pack("<I", data_bytes)
+
+
+def write_lying_wav(path: Path, rate: int, channels: int, claimed_frames: int, real_frames: int) -> Path:
+    """A wav whose header claims ``claimed_frames``; the file is sparse up to that size, so
+    libsndfile believes it (a short file would make it shrink the claim to what is there)."""
+    data_bytes = min(claimed_frames * channels * 2, 2**32 - 64)
+    samples = (np.random.default_rng(0).normal(0, 3000, real_frames * channels)).astype("<i2").tobytes()
+    with open(path, "wb") as handle:
+        handle.write(wav_header(rate, channels, data_bytes) + samples)
+        handle.truncate(44 + data_bytes)
+    return path
+
+
+def header_property(folder: str) -> None:
+    """Child side of ``test_generated_wav_headers_are_bounded`` (prints a JSON summary)."""
+    from hypothesis import HealthCheck, given, settings
+
+    from nue_core.data.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
+    seen = {"read": 0, "refused": 0}
+    rates = st.one_of(st.integers(0, MIN_SAMPLE_RATE - 1), st.integers(MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+                      st.integers(MAX_SAMPLE_RATE + 1, 2**32 - 1), st.sampled_from([1, 8000, 16000, 44100]))
+    # small files, or claims of 2^29+ samples (refused); nothing in between, which would take seconds
+    frames = st.one_of(st.integers(1, 4000), st.integers(2**29, 2**31))
+
+    @settings(max_examples=HEADER_CASES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(rate=rates, channels=st.integers(1, 8), claimed=frames, real=st.integers(0, 4000))
+    def prop(rate: int, channels: int, claimed: int, real: int) -> None:
+        path = Path(folder) / f"r{rate}-c{channels}-f{claimed}.wav"
+        write_lying_wav(path, rate, channels, claimed, min(real, claimed))
+        try:
+            audio = load_audio(path, 16000)
+        except AudioError as exc:
+            seen["refused"] += 1
+            assert path.name in str(exc), str(exc)
+            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE and "sample rate" in str(exc):
+                assert f"{rate} Hz" in str(exc)
+            return
+        finally:
+            path.unlink()
+        seen["read"] += 1
+        assert MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE, rate
+        assert audio.dtype == np.float32 and audio.ndim == 1 and audio.size <= 2**30
+
+    prop()
+    print(json.dumps(seen))
+
+
+def test_generated_wav_headers_are_bounded(tmp_path):
+    """60 generated 16-bit wav headers: rates 0 Hz..4.3 GHz, 1-8 channels, claims of a few frames
+    or of 2^29-2^31 (sparse files that libsndfile believes): each is read or refused by name
+    (out-of-range rates naming the rate), in the child under the 4 GiB cap."""
+    seen = last_json(run_capped(f"from tests.robustness.test_audio_inputs import header_property as p; p({str(tmp_path)!r})",
+                                timeout=300))
+    assert seen["refused"] > 0
+
+
+def test_lying_headers_fail_alone_in_their_batch(tmp_path):
+    """A 1 Hz header (a 16,000-fold upsampling) and a header claiming 2^31 frames, between good
+    files: those two are per-file errors naming the file (and the rate); the rest transcribe."""
+    good = [_write(tmp_path, i, 16000, np.random.default_rng(i).normal(0, 0.1, (8000, 1)).astype(np.float32), "int16")
+            for i in range(3)]
+    one_hz = tmp_path / "one_hz.wav"
+    sf.write(str(one_hz), np.random.default_rng(9).normal(0, 0.1, 200_000).astype(np.float32), 1, subtype="PCM_16")
+    huge = write_lying_wav(tmp_path / "huge.wav", 16000, 1, 2**31 - 64, 1600)
+    paths = [str(p) for p in (good[0], one_hz, good[1], huge, good[2])]
+    res = run_capped(f"""
+        import json, torch
+        from nue_core.composer import compose
+        from nue_core.inference import Transcriber
+        from tests.conftest import tiny_config
+        torch.manual_seed(0)
+        results = Transcriber(compose(tiny_config()).eval(), batch_size=4).transcribe({paths!r})
+        print(json.dumps([[r.ok, r.error] for r in results]))
+    """)
+    results = last_json(res)
+    assert [ok for ok, _ in results] == [True, False, True, False, True]
+    assert "one_hz.wav" in results[1][1] and "sample rate 1 Hz" in results[1][1]
+    assert "huge.wav" in results[3][1] and "samples" in results[3][1]
