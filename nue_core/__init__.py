@@ -16,6 +16,7 @@ __all__ = [
     "hookimpl",
     "compose",
     "load",
+    "transcribe",
 ]
 
 
@@ -28,4 +29,8 @@ def __getattr__(name: str):  # lazy: importing nue_core must not import torch-he
         from nue_core.checkpoint import load
 
         return load
+    if name == "transcribe":  # transcribe(model, inputs, **options): see nue_core.inference
+        from nue_core.inference.transcriber import transcribe
+
+        return transcribe
     raise AttributeError(name)

@@ -1,7 +1,8 @@
 """Save and load a model folder: ``nue.yaml`` + ``model.safetensors`` + tokenizer files.
 
-Writes go to a temporary sibling folder that is renamed into place, so a crash mid-save never
-leaves a half-written model. Loading reads only YAML and safetensors: no pickle, no remote code.
+Writes go to a temporary sibling folder that is renamed into place (``nue_core.atomic``), so a
+crash mid-save never leaves a half-written model. Loading reads only YAML and safetensors: no
+pickle, no remote code.
 
 Whether the weights were trained is recorded in the safetensors header (``TRAINED_KEY``):
 ``save_model`` writes ``SpeechLM.is_trained``, training writes "true", and a folder saved before
@@ -11,9 +12,6 @@ the marker existed counts as trained.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -21,16 +19,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from nue_core.atomic import atomic_folder
 from nue_core.composer import compose, export_config
 from nue_core.config import ModelConfig, read_yaml_mapping
 from nue_core.errors import CheckpointError, NueError
-from nue_core.hub import fetch_checkpoint, is_hub_id, looks_like_local_path  # fetch_checkpoint: also imported from here
+from nue_core.hub import fetch_checkpoint, looks_like_local_path  # fetch_checkpoint: also imported from here
 from nue_core.model import SpeechLM
+from nue_core.model_source import DEFAULT_MODEL_NAME, resolve_source
 from nue_core.plugins import ModelLoader, PluginSet, get_plugins, short_error
 
 CONFIG_FILE = "nue.yaml"
 WEIGHTS_FILE = "model.safetensors"
-DEFAULT_MODEL_NAME = "default"
 # The embedded default: the FSDD digit recipe's model, shipped inside the package (see recipes/).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 # safetensors header entry saying whether the weights were trained ("true" / "false").
@@ -55,31 +54,35 @@ def read_trained(path: Path) -> bool:
     return metadata.get(TRAINED_KEY, "true") != "false"
 
 
-def save_model(model: SpeechLM, folder: Path | str, trained: bool | None = None) -> Path:
+def save_model(
+    model: SpeechLM, folder: Path | str, trained: bool | None = None,
+    state: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
     """Write ``model`` to ``folder`` atomically (replacing an existing model folder).
+
+    The one writer of model folders: ``nue compose -o``, a user's own loop, and training (best/,
+    final/, each checkpoint's model/) all save through it.
 
     Args:
         model: the model; ``load(folder)`` rebuilds it.
         folder: the model folder to write (``nue.yaml``, ``model.safetensors``, tokenizer files).
         trained: record the weights as trained or not (default: ``model.is_trained``); an
             untrained model warns when it transcribes.
+        state: the weights to write (default: ``model.state_dict()``); training passes the state
+            dict gathered from every rank, which the local ``model`` may only hold a shard of.
 
     Returns:
         ``folder``.
     """
     folder = Path(folder)
     trained = getattr(model, "is_trained", False) if trained is None else trained
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if any(p.is_meta for p in model.parameters()):
+    state = model.state_dict() if state is None else state
+    if any(t.is_meta for t in state.values()):
         raise CheckpointError("this model was composed with describe=True (meta device) and has no weights to save")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         export_config(model, tmp).save(tmp / CONFIG_FILE)
-        save_state_dict(model.state_dict(), tmp / WEIGHTS_FILE, weights_metadata(trained))
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # .cpu(): a no-op on CPU tensors (tied weights stay tied), a copy off a GPU.
+        save_state_dict({k: v.cpu() for k, v in state.items()}, tmp / WEIGHTS_FILE, weights_metadata(trained))
     return folder
 
 
@@ -94,30 +97,6 @@ def save_state_dict(state: dict[str, torch.Tensor], path: Path, metadata: dict[s
         tensors[name] = tensor.detach().clone().contiguous() if key in seen else tensor.detach().contiguous()
         seen.add(key)
     save_file(tensors, str(path), metadata=metadata or {"format": "pt"})
-
-
-def _apply_umask(folder: Path) -> None:
-    """Give a finished temporary folder the permissions a plain mkdir/open would have.
-
-    mkdtemp creates 0700 folders and safetensors writes 0600 files; a model folder is meant to be
-    shared (and shipped inside the package), so the usual umask-derived modes are restored.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def replace_folder(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``; an existing ``dst`` is swapped out first and removed after."""
-    _apply_umask(src)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -241,18 +220,12 @@ def save_adapter(model: SpeechLM, folder: Path | str, base: str | Path, trained:
     import yaml
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     base_text = str(Path(base).resolve()) if Path(base).exists() else str(base)
     tensors = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         meta = {"base": base_text, "config": model.config.model_dump(mode="json", exclude_none=True)}
         (tmp / ADAPTER_CONFIG).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
         save_state_dict(tensors, tmp / ADAPTER_WEIGHTS, weights_metadata(trained))
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -294,30 +267,36 @@ def load(source: str | Path, *, plugins: PluginSet | None = None, **kwargs: Any)
         the model in eval mode; ``is_trained`` says whether its weights were trained.
     """
     plugins = plugins or get_plugins()
-    text = str(source)
-    if text == DEFAULT_MODEL_NAME:
+    found = resolve_source(source, plugins, accept=("default", "folder", "preset", "checkpoint", "hub"))
+    if found is None:
+        raise _not_a_model(source, plugins)
+    if found.kind == "default":
         if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
             raise CheckpointError(
                 f"the embedded default model is missing from {DEFAULT_MODEL_DIR}; "
                 "rebuild it with the recipe in recipes/fsdd_digits"
             )
         return load_model_folder(DEFAULT_MODEL_DIR, plugins)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return load_folder(path, plugins, **kwargs)
-    if text in plugins.presets:
-        return compose(text, plugins=plugins).eval()  # random weights: is_trained stays False
-    if text in plugins.checkpoints:
-        return load_folder(fetch_checkpoint(plugins.checkpoints[text], name=text), plugins, **kwargs)
-    if not isinstance(source, Path) and is_hub_id(text):  # is_hub_id refuses anything path-like
-        return load_folder(fetch_checkpoint(text), plugins, **kwargs)
+    if found.kind == "folder":
+        assert found.path is not None
+        return load_folder(found.path, plugins, **kwargs)
+    if found.kind == "preset":
+        return compose(found.text, plugins=plugins).eval()  # random weights: is_trained stays False
+    assert found.repo_id is not None  # "checkpoint" or "hub"
+    name = found.name if found.kind == "checkpoint" else None  # a registry alias is named in messages
+    return load_folder(fetch_checkpoint(found.repo_id, name=name), plugins, **kwargs)
+
+
+def _not_a_model(source: str | Path, plugins: PluginSet) -> CheckpointError:
+    """Why ``source`` is no model: a file, a missing path, or an unknown name (listing the known ones)."""
+    text, path = str(source), Path(source).expanduser()
     if path.exists():
-        raise CheckpointError(f"{path}: a file, not a model folder (a folder with {CONFIG_FILE}, or a released layout)")
+        return CheckpointError(f"{path}: a file, not a model folder (a folder with {CONFIG_FILE}, or a released layout)")
     if isinstance(source, Path) or "/" in text or "\\" in text or looks_like_local_path(text):
-        raise CheckpointError(f"{path}: no such model folder")
+        return CheckpointError(f"{path}: no such model folder")
     names = sorted([*plugins.presets, *plugins.checkpoints, DEFAULT_MODEL_NAME])
-    raise CheckpointError(f"'{source}' is neither a model folder nor a known name (nor a hub id org/name); "
-                          f"known: {', '.join(names)}")
+    return CheckpointError(f"'{source}' is neither a model folder nor a known name (nor a hub id org/name); "
+                           f"known: {', '.join(names)}")
 
 
 def load_folder(path: Path, plugins: PluginSet, **kwargs: Any) -> SpeechLM:
@@ -343,17 +322,17 @@ def load_folder(path: Path, plugins: PluginSet, **kwargs: Any) -> SpeechLM:
             log.warning("%s: model %s; skipped", path, failed[-1])
             continue
         if claimed:
-            return _load_with(loader, path, kwargs)
+            return _load_with(loader, path, plugins, kwargs)
     raise CheckpointError(
         f"{path}: not a model folder (no {CONFIG_FILE}) and no installed loader recognises it; "
         f"loaders: {', '.join(l.name for l in plugins.loaders) or 'none'}" + "".join(f"; {f}" for f in failed)
     )
 
 
-def _load_with(loader: ModelLoader, path: Path, kwargs: dict[str, Any]) -> SpeechLM:
+def _load_with(loader: ModelLoader, path: Path, plugins: PluginSet, kwargs: dict[str, Any]) -> SpeechLM:
     where = f"{path}: model loader '{loader.name}' (plugin '{loader.plugin}')"
     try:
-        model = loader.load(path, **kwargs)
+        model = loader.load(path, plugins=plugins, **kwargs)  # the caller's set, not the global one
     except (NueError, KeyboardInterrupt):  # a NueError already says what is wrong, and where
         raise
     except BaseException as exc:  # SystemExit too: a plugin must not end the command

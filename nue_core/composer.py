@@ -18,16 +18,14 @@ from typing import Any
 
 import torch
 
-from nue_core.config import ComponentSpec, ModelConfig
+from nue_core.config import KINDS, SHARED_FIELDS, ComponentSpec, ModelConfig
 from nue_core.errors import ConfigError
 from nue_core.model import SpeechLM
+from nue_core.model_source import resolve_source
 from nue_core.plugins import PluginSet, get_plugins
 from nue_core.registry import BuildContext, Kind
 from nue_core.size_check import available_memory, check_built, check_estimate, check_size_fields
 from nue_core.trainability import apply_trainability
-
-_SHARED = {"name", "trainable", "freeze", "lora"}
-
 
 def resolve_config(config: ModelConfig | dict[str, Any] | str | Path, plugins: PluginSet | None = None) -> ModelConfig:
     """A ModelConfig from a config object, a dict, a YAML path or a preset name.
@@ -38,9 +36,10 @@ def resolve_config(config: ModelConfig | dict[str, Any] | str | Path, plugins: P
     plugins = plugins or get_plugins()
     if isinstance(config, (str, Path)):
         text = str(config)
-        if text in plugins.presets:
+        found = resolve_source(config, plugins, accept=("preset", "config_file"))
+        if found is not None and found.kind == "preset":
             config = ModelConfig.from_dict(plugins.presets[text], source=f"preset '{text}'")
-        elif Path(text).is_file():
+        elif found is not None:
             config = ModelConfig.load(text)
         else:
             raise ConfigError(
@@ -49,7 +48,7 @@ def resolve_config(config: ModelConfig | dict[str, Any] | str | Path, plugins: P
     elif isinstance(config, dict):
         config = ModelConfig.from_dict(config)
     updates = {}
-    for kind in ("encoder", "bridge", "decoder"):
+    for kind in KINDS:
         spec: ComponentSpec = getattr(config, kind)
         entry = plugins.registry.get(kind, spec.name)
         values = spec.model_dump(exclude_none=True)
@@ -96,7 +95,7 @@ def check_sizes(config: ModelConfig, plugins: PluginSet, allocate: bool, base_di
         ModelTooLargeError: too many layers, or a model larger than the memory (with the estimate).
     """
     scopes, dtypes = {}, {}
-    for kind in ("encoder", "bridge", "decoder"):
+    for kind in KINDS:
         spec: ComponentSpec = getattr(config, kind)
         entry = plugins.registry.get(kind, spec.name)
         # the plugin's own validation speaks first: its messages know its fields best
@@ -111,7 +110,7 @@ def check_sizes(config: ModelConfig, plugins: PluginSet, allocate: bool, base_di
         described = _compose(config, plugins, load_weights=False, describe=True, base_dir=base_dir)
     except Exception:  # noqa: BLE001 - a part that cannot be described: its real build reports the cause
         return
-    check_built({kind: getattr(described, kind) for kind in ("encoder", "bridge", "decoder")}, available)
+    check_built({kind: getattr(described, kind) for kind in KINDS}, available)
 
 
 def _compose(
@@ -161,9 +160,9 @@ def _build(plugins: PluginSet, kind: Kind, spec: ComponentSpec, ctx: BuildContex
 def export_config(model: SpeechLM, folder: Path) -> ModelConfig:
     """The model's config with each part's options replaced by what rebuilds it from ``folder``."""
     updates = {}
-    for kind in ("encoder", "bridge", "decoder"):
+    for kind in KINDS:
         spec: ComponentSpec = getattr(model.config, kind)
-        shared = spec.model_dump(include=_SHARED, exclude_none=True)
+        shared = spec.model_dump(include=set(SHARED_FIELDS), exclude_none=True)
         options = getattr(model, kind).export_options(folder)
         updates[kind] = ComponentSpec.model_validate({**options, **shared})
     return model.config.model_copy(update=updates)

@@ -9,7 +9,7 @@ and lists what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator,
@@ -19,6 +19,10 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from nue_core.errors import ConfigError
 from nue_core.yaml_safe import MAX_YAML_BYTES, load_yaml
 
+M = TypeVar("M", bound=BaseModel)
+# The three parts of a speech LM, in the order a ModelConfig lists them and the composer wires them.
+Kind = Literal["encoder", "bridge", "decoder"]
+KINDS: tuple[Kind, ...] = ("encoder", "bridge", "decoder")
 BOOL_NOT_NUMBER = "a boolean is not a number (YAML reads yes/no/on/off/true/false as booleans); write the number"
 
 
@@ -103,6 +107,10 @@ class ComponentSpec(ConfigModel):
         return self.lora is not None and self.lora.r > 0
 
 
+# Fields every part takes, whatever its plugin (the rest of a ComponentSpec are the plugin's options).
+SHARED_FIELDS = frozenset(ComponentSpec.model_fields)
+
+
 class PromptSpec(ConfigModel):
     """Text around the speech vectors: ``prefix + speech + postfix + target``.
 
@@ -154,7 +162,7 @@ class ModelConfig(ConfigModel):
     max_audio_seconds: float = Field(16.0, gt=0, description="longest clip the model is meant for")
     decode: DecodeSpec = Field(default_factory=DecodeSpec, description="decoding defaults (min/max new tokens)")
 
-    @field_validator("encoder", "bridge", "decoder", mode="before")
+    @field_validator(*KINDS, mode="before")
     @classmethod
     def _name_only_shorthand(cls, value: Any) -> Any:
         # `encoder: hubert` is accepted as shorthand for `encoder: {name: hubert}`.
@@ -168,10 +176,8 @@ class ModelConfig(ConfigModel):
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<config>") -> "ModelConfig":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, source)) from None
+        """``data`` validated; ConfigError naming ``source`` and each field at fault."""
+        return validate(cls, data, source)
 
     @classmethod
     def load(cls, path: Path | str) -> "ModelConfig":
@@ -212,14 +218,44 @@ def read_yaml_mapping(path: Path | str, what: str, expected: str, empty: dict[st
 _NUMBER_ERRORS = ("greater_than", "less_than", "multiple_of", "finite_number", "int_", "float_")
 
 
-def format_validation_error(exc: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per problem: ``source: field.path: message``, listing allowed keys for extras."""
+def validate(model: type[M], data: Any, source: str) -> M:
+    """``data`` validated as ``model``; every problem is one line of a ConfigError naming ``source``.
+
+    Args:
+        model: the pydantic model class (its fields list the allowed keys on a typo).
+        data: the raw mapping (from YAML, ``--set``, a plugin's registry file).
+        source: where ``data`` came from (a file, "nue train settings"), the first word of the error.
+
+    Returns:
+        the model instance.
+
+    Raises:
+        ConfigError: ``format_validation_error`` of the pydantic error.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, model)) from None
+
+
+def format_validation_error(
+    exc: ValidationError, source: str, model: type[BaseModel] | None = None, prefix: str = ""
+) -> str:
+    """One line per problem: ``source: field.path: message``, listing allowed keys for extras.
+
+    Args:
+        exc: the error ``model.model_validate`` raised.
+        source: where the data came from (the first word of the message).
+        model: the class that was validated; an unknown key lists its (or the nested model's)
+            fields. None: unknown keys are named without the allowed ones.
+        prefix: dotted path prepended to every location (the data sat under this key).
+    """
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_fields(exc.title, err["loc"])
+            allowed = _allowed_fields(model, err["loc"]) if model is not None else []
             msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         elif isinstance(err.get("input"), bool) and err["type"].startswith(_NUMBER_ERRORS):
             msg = BOOL_NOT_NUMBER  # `alpha: no` read as 0.0 fails `> 0`: say what really went wrong
@@ -227,18 +263,8 @@ def format_validation_error(exc: ValidationError, source: str, prefix: str = "")
     return "\n".join(lines)
 
 
-_MODELS: dict[str, type[BaseModel]] = {}
-
-
-def register_options_model(model: type[BaseModel]) -> None:
-    """Remember an options model so its allowed keys can be listed in error messages."""
-    _MODELS[model.__name__] = model
-
-
-def _allowed_fields(title: str, loc: tuple[Any, ...]) -> list[str]:
-    model = _MODELS.get(title) or {m.__name__: m for m in (ModelConfig, PromptSpec, LoraSpec, DecodeSpec)}.get(title)
-    if model is None:
-        return []
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the model an unknown key at ``loc`` sits in: ``model`` or one nested in it."""
     # Walk down nested models along the error location (all but the offending key).
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))

@@ -15,7 +15,6 @@ models and static descriptions (a plugin reports what is missing in ``unavailabl
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from nue_core.config import ComponentSpec, DecodeSpec, LoraSpec, ModelConfig, Pr
 from nue_core.plugins import PluginSet, load_plugins
 from nue_core.registry import KINDS
 
-FIRST_PARTY = ("nue_hf", "nue_bridges", "nue_s3prl", "nue_fbank")
 EXTRAS = {"nue_s3prl": "s3prl"}  # first-party plugins whose components need an optional extra
 DOCS = Path(__file__).resolve().parents[1] / "docs"  # a source checkout; wheels ship no docs
 COMMAND = "python -m nue_core.config_reference --write"
@@ -84,8 +82,17 @@ def model_table(model: type[BaseModel]) -> str:
 
 
 def first_party_plugins() -> PluginSet:
-    """The plugins shipped with nue-asr only (third-party ones installed beside it are left out)."""
-    return load_plugins(plugins=[(n, importlib.import_module(f"{n}.plugin")) for n in FIRST_PARTY])
+    """The plugins shipped with nue-asr only: the entry points of its distribution (third-party
+    ones installed beside it are left out, and not imported).
+
+    Raises:
+        RuntimeError: a first-party plugin did not load (the reference would silently lack it).
+    """
+    plugin_set = load_plugins(first_party_only=True)
+    if plugin_set.broken or not plugin_set.plugins:
+        problems = "; ".join(f"{p.name}: {p.error}" for p in plugin_set.broken) or "none found (is nue-asr installed?)"
+        raise RuntimeError(f"first-party plugins did not load: {problems}")
+    return plugin_set
 
 
 def render(plugins: PluginSet | None = None) -> str:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nue_core.lengths import length_mask
+
 NEG_INF = float("-inf")
 
 
@@ -67,7 +69,7 @@ class CTCPrefixScorer:
         log_probs = ctc_logits.float().log_softmax(dim=-1)  # (r, t, v + 1)
         frames = log_probs.shape[1]
         self.lengths = lengths.to(log_probs.device).long()
-        valid = torch.arange(frames, device=log_probs.device)[None, :] < self.lengths[:, None]  # (r, t)
+        valid = length_mask(self.lengths, frames)  # (r, t)
         # Past a clip's end no label can be emitted: -inf keeps the recursion from running on.
         self.log_probs = log_probs.masked_fill(~valid[..., None], NEG_INF)
         self.blank, self.eos, self.weight, self.candidates = blank, eos, weight, candidates

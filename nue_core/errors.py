@@ -35,7 +35,11 @@ class DuplicateComponentError(NueError):
 
 
 class PluginError(NueError):
-    """A plugin failed to import, register or build."""
+    """A plugin's ``register`` call is invalid (a bad name, a factory that is not callable ...).
+
+    Raised by the ``register`` callback a hook receives; the plugin manager then disables that
+    plugin with this message (``PluginSet.broken``), whether or not the plugin catches it.
+    """
 
 
 class CheckpointError(NueError):

@@ -61,8 +61,10 @@ def register_architectures(register):  # type: ignore[no-untyped-def]
 def register_model_loaders(register):  # type: ignore[no-untyped-def]
     """Register loaders for foreign model folders: ``register(name, detect, load)``.
 
-    ``detect(folder) -> bool`` says whether a folder is in this layout; ``load(folder, **kw)``
-    returns a ``SpeechLM``. Used by ``nue_core.load`` for released checkpoints: loaders are asked
+    ``detect(folder) -> bool`` says whether a folder is in this layout; ``load(folder, *,
+    plugins, **kw)`` returns a ``SpeechLM``, building its parts from ``plugins`` (the
+    ``PluginSet`` the caller of ``nue_core.load`` chose; accept unknown keywords with ``**kw``).
+    Used by ``nue_core.load`` for released checkpoints: loaders are asked
     in turn, one whose ``detect`` raises is skipped (with a warning), and a ``load`` that fails on
     a folder its ``detect`` claimed is a ``CheckpointError`` naming the loader and the folder.
     """

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nue_core.config import ModelConfig
+from nue_core.lengths import length_mask
 from nue_core.prompt import PackedSequence, pack_segments, pad_ids
 from nue_core.protocols import Bridge, BridgeOutput, Decoder, Encoder
 
@@ -87,6 +88,18 @@ class SpeechLM(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype waveforms should have: the encoder's (bfloat16 once the model is cast to it)."""
+        return next(self.encoder.parameters()).dtype
+
+    def speech_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """Speech vectors the decoder gets per item: (b,) samples -> (b,) vectors, without running a part.
+
+        A clip whose count is 0 is too short for this model (front ends refuse it before decoding).
+        """
+        return self.bridge.output_lengths(self.encoder.output_lengths(sample_lengths))
 
     def encode_speech(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
         """waveforms (b, s), lengths (b,) -> speech vectors (b, n, d) with lengths (b,)."""
@@ -206,17 +219,6 @@ class SpeechLM(nn.Module):
         return CTCPrefixScorer(speech.ctc_logits, speech.ctc_lengths, blank, self.tokenizer.eos_id,
                                config.ctc_weight, config.ctc_candidates)
 
-    def transcribe(self, inputs, **options):  # type: ignore[no-untyped-def]
-        """Transcripts of files, arrays or (array, rate) pairs, in input order.
-
-        A convenience over ``nue_core.inference.Transcriber(self, **options).transcribe(inputs)``
-        (options: batch_size, num_beams, generation, device, dtype, chunking); returns a list of
-        ``TranscriptionResult`` (text, seconds, elapsed, error).
-        """
-        from nue_core.inference import Transcriber
-
-        return Transcriber(self, **options).transcribe(inputs)
-
     def _ctc_loss(self, speech: BridgeOutput, tgt_ids: torch.Tensor, tgt_lens: torch.Tensor) -> torch.Tensor | None:
         if speech.ctc_logits is None or self.config.ctc_weight <= 0:
             return None
@@ -240,9 +242,7 @@ def _target_cross_entropy(
     The token at packed position p is predicted by the logits at p - 1, so target token j of an
     item (at ``start + j``) is scored from ``logits[start + j - 1]``.
     """
-    batch, width = tgt_ids.shape
-    steps = torch.arange(width, device=tgt_ids.device)
-    valid = steps[None, :] < tgt_lens[:, None]  # (b, l)
+    valid = length_mask(tgt_lens, tgt_ids.shape[1])  # (b, l)
     b_idx, j_idx = valid.nonzero(as_tuple=True)
     src = packed.starts[b_idx, -1] + j_idx - 1
     picked = logits[b_idx, src].float()  # (tokens, v)

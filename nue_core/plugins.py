@@ -22,6 +22,7 @@ A plugin cannot hurt another (docs/plugins.md, "Conflicts and failures"):
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
 import re
 import traceback
@@ -45,8 +46,10 @@ ENTRY_POINT_GROUP = "nue"
 FIRST_PARTY_DISTRIBUTION = "nue-asr"
 FIRST_PARTY_MODULES = ("nue_bridges.plugin", "nue_fbank.plugin", "nue_hf.plugin", "nue_s3prl.plugin")
 _HOOK_KIND = {"register_encoders": "encoder", "register_bridges": "bridge", "register_decoders": "decoder"}
-_HOOKS = ("register_encoders", "register_bridges", "register_decoders",
-          "register_architectures", "register_model_loaders", "register_exporters")
+# Every hook hookspecs.py declares, in its order (the order a plugin's hooks run and are listed):
+# read from the spec markers, so a new hook there needs no second list here.
+_HOOKS = tuple(name for name, obj in vars(hookspecs).items()
+               if hasattr(obj, f"{hookspecs.hookspec.project_name}_spec"))
 
 
 @dataclass
@@ -103,6 +106,8 @@ class PluginSet:
 def load_plugins(
     plugins: Iterable[tuple[str, ModuleType | object]] | None = None,
     registry_files: Iterable[Path] | None = None,
+    *,
+    first_party_only: bool = False,
 ) -> PluginSet:
     """Load plugins and fill a fresh registry.
 
@@ -111,13 +116,18 @@ def load_plugins(
             rest in the order given; default: the ``nue`` entry points (first-party, then by name).
         registry_files: YAML files with aliases, presets and architectures; default:
             the packaged ``registry.yaml``.
+        first_party_only: of the entry points, only those of this distribution (``nue-asr``);
+            third-party ones are not even imported (the generated docs describe nue-asr alone).
+
+    Returns:
+        the plugin set; a plugin that failed is in ``broken``, not raised.
     """
     # before any plugin imports transformers, which imports an installed torchaudio unguarded
     torchaudio = guard_torchaudio()
     files = list(registry_files) if registry_files is not None else [default_registry_file()]
     tables = [(path, read_registry_file(path)) for path in files]
     if plugins is None:
-        candidates = _entry_point_plugins()
+        candidates = _entry_point_plugins(first_party_only)
     else:
         candidates = [(_explicit_plugin(name, obj), obj) for name, obj in plugins]
     candidates.sort(key=lambda c: not c[0].first_party)  # stable: keeps name (or given) order within each
@@ -152,13 +162,15 @@ def _contained(info: PluginInfo, what: str, call: Callable[[], Any]) -> Any:
         return None
 
 
-def _entry_point_plugins() -> list[tuple[PluginInfo, Any]]:
+def _entry_point_plugins(first_party_only: bool = False) -> list[tuple[PluginInfo, Any]]:
     """Each entry point in name order, imported; one that fails to import comes with its error set."""
     found = []
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = (ep.dist.name or "") if ep.dist else ""
         version = (ep.dist.version or "") if ep.dist else ""
         first_party = re.sub(r"[-_.]+", "-", dist).lower() == FIRST_PARTY_DISTRIBUTION
+        if first_party_only and not first_party:
+            continue
         found.append((PluginInfo(ep.name, ep.value, dist, version, first_party=first_party), ep))
     # name, then distribution: the order never depends on how the entry points were discovered
     found.sort(key=lambda pair: (pair[0].name, pair[0].distribution, pair[0].module))
@@ -363,18 +375,12 @@ def apply_registry_file(plugin_set: PluginSet, path: Path) -> None:
     apply_registry_data(plugin_set, path, read_registry_file(path))
 
 
-_DEFAULT: PluginSet | None = None
+@functools.cache
+def get_plugins() -> PluginSet:
+    """The process-wide plugin set: the ``nue`` entry points, loaded once, on first use.
 
-
-def get_plugins(reload: bool = False) -> PluginSet:
-    """The process-wide plugin set, loaded from entry points on first use."""
-    global _DEFAULT
-    if _DEFAULT is None or reload:
-        _DEFAULT = load_plugins()
-    return _DEFAULT
-
-
-def set_plugins(plugin_set: PluginSet | None) -> None:
-    """Replace the process-wide plugin set (tests use this to isolate themselves)."""
-    global _DEFAULT
-    _DEFAULT = plugin_set
+    Every function that takes ``plugins=`` falls back to it; pass a set explicitly to use another.
+    The cache is this function's own: ``get_plugins.cache_clear()`` forgets the loaded set (tests
+    that install or remove plugins), and the next call loads them again.
+    """
+    return load_plugins()

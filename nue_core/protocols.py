@@ -8,8 +8,9 @@ Sizes are plain attributes so the composer can wire parts together without a dum
 Each protocol states every attribute, method and call shape the core uses (``nue_core.model``,
 ``generation``, ``inference``, ``train``); ``nue_core.testing`` checks them all, running each part
 inside a ``SpeechLM`` for a training step and generation. Besides them, training with
-``gradient_checkpointing`` calls ``gradient_checkpointing_enable`` on any submodule that sets
-``supports_gradient_checkpointing`` (transformers models do).
+``gradient_checkpointing`` switches on every submodule that sets ``supports_gradient_checkpointing``
+(transformers models do), through ``nue_core.grad_checkpointing.enable_gradient_checkpointing``,
+the one switch a part's own ``gradient_checkpointing`` option uses too.
 """
 
 from __future__ import annotations

@@ -12,20 +12,19 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nue_core.config import format_validation_error, register_options_model, reject_bool_numbers
+from nue_core.config import KINDS, SHARED_FIELDS, Kind, format_validation_error, reject_bool_numbers
 from nue_core.errors import ConfigError, DuplicateComponentError, PluginError, UnknownComponentError
 
-Kind = Literal["encoder", "bridge", "decoder"]
-KINDS: tuple[Kind, ...] = ("encoder", "bridge", "decoder")
 # Component names and aliases: what a config, a `--set` and a shell take without quoting, and what
 # the case-insensitive lookup in `Registry.get` can reach (s3prl:hubert, ctc_compress, gpt-neox).
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_.:-]{0,63}")
 NAME_RULE_TEXT = "1-64 characters: lowercase letters, digits, '-', '_', '.', ':', starting with a letter or digit"
-SHARED_FIELDS = frozenset({"trainable", "freeze", "lora"})
+# What a component may default for the parts that use it: the shared fields but its own name.
+SHARED_DEFAULTS = SHARED_FIELDS - {"name"}
 
 
 class NoOptions(BaseModel):
@@ -94,7 +93,7 @@ class ComponentEntry:
             # every plugin's options, first- or third-party: a boolean is never read as a number
             return reject_bool_numbers(values, self.options.model_validate(values))
         except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, where)) from None
+            raise ConfigError(format_validation_error(exc, where, self.options)) from None
 
     def build(self, values: dict[str, Any], ctx: BuildContext, where: str) -> Any:
         return self.factory(self.validate_options(values, where), ctx)
@@ -141,9 +140,9 @@ def new_entry(
             raise PluginError(f"{where}: {label} must be a str, got {type(text).__name__}")
     if shared_defaults is not None and not isinstance(shared_defaults, Mapping):
         raise PluginError(f"{where}: shared_defaults must be a mapping, got {_describe(shared_defaults)}")
-    unknown = set(shared_defaults or {}) - SHARED_FIELDS
+    unknown = set(shared_defaults or {}) - SHARED_DEFAULTS
     if unknown:
-        raise PluginError(f"{where}: shared_defaults may set {', '.join(sorted(SHARED_FIELDS))}; "
+        raise PluginError(f"{where}: shared_defaults may set {', '.join(sorted(SHARED_DEFAULTS))}; "
                           f"got {sorted(map(str, unknown))}")
     doc = getattr(factory, "__doc__", None)
     return ComponentEntry(
@@ -188,7 +187,6 @@ class Registry:
                 f"{entry.kind} name '{key}' from plugin '{entry.plugin}' is already "
                 f"registered by plugin '{owner.plugin}' (as {owner.name})"
             )
-        register_options_model(entry.options)
         self._entries[entry.kind][entry.name] = entry
         for alias in entry.aliases:
             self._aliases[entry.kind][alias] = entry.name

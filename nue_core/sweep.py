@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nue_core.config import ModelConfig, format_validation_error, read_yaml_mapping
+from nue_core.config import KINDS, ModelConfig, format_validation_error, read_yaml_mapping
 from nue_core.errors import ConfigError
 from nue_core.overrides import set_dotted
 
@@ -125,7 +125,7 @@ def validate_options(config: ModelConfig) -> None:
     from nue_core.plugins import get_plugins
 
     registry = get_plugins().registry
-    for kind in ("encoder", "bridge", "decoder"):
+    for kind in KINDS:
         spec = getattr(config, kind)
         registry.get(kind, spec.name).validate_options(spec.options, where=f"{kind} '{spec.name}' options")
 

@@ -80,12 +80,13 @@ def evaluate_model(model_dir: Path, manifest: Path, language: str | None) -> dic
     """CER/WER, RTF, parameter counts and measured prompt tokens per second of a saved model."""
     from nue_core.checkpoint import load
     from nue_core.data.manifest import read_manifest
+    from nue_core.inference import transcribe
     from nue_core.metrics import error_rates
     from nue_core.trainability import count_parameters
 
     model = load(model_dir)
     utterances = read_manifest(manifest)
-    results = model.transcribe(utterances)
+    results = transcribe(model, utterances)
     failed = [r for r in results if not r.ok]
     if failed:
         raise ConfigError(f"{manifest}: {len(failed)} test item(s) failed, e.g. {failed[0].error}")

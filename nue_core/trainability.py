@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from nue_core.config import ComponentSpec, ModelConfig
+from nue_core.config import KINDS, ComponentSpec, ModelConfig
 from nue_core.errors import ConfigError
 
-PARTS = ("encoder", "bridge", "decoder")
 LORA_ADAPTER = "default"
 
 
 def apply_trainability(model: nn.Module, config: ModelConfig) -> None:
     """Set ``requires_grad`` on every parameter of ``model`` (a SpeechLM) from ``config``."""
-    for part in PARTS:
+    for part in KINDS:
         spec: ComponentSpec = getattr(config, part)
         module: nn.Module = getattr(model, part)
         if spec.uses_lora():
@@ -105,7 +104,7 @@ def reconfigure(model: nn.Module, config: ModelConfig) -> nn.Module:
     Only shared part fields (trainable, freeze, lora) and top-level fields such as ``ctc_weight``
     may differ: the parts themselves are not rebuilt.
     """
-    for part in PARTS:
+    for part in KINDS:
         old, new = getattr(model.config, part), getattr(config, part)
         if old.name != new.name or old.options != new.options:
             raise ConfigError(f"{part}: reconfigure changes only trainable/freeze/lora; rebuild the model to change '{part}'")
@@ -117,7 +116,7 @@ def reconfigure(model: nn.Module, config: ModelConfig) -> nn.Module:
 def merge_adapters(model: nn.Module) -> nn.Module:
     """Fold every part's LoRA adapter into its weights and drop ``lora`` from the config (in place)."""
     updates = {}
-    for part in PARTS:
+    for part in KINDS:
         if merge_lora(getattr(model, part)):
             updates[part] = getattr(model.config, part).model_copy(update={"lora": None})
     if updates:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from nue_core.cli import app
 from nue_core.cli._output import check_output
+from nue_core.config import KINDS
 from nue_core.errors import ConfigError, reading, writing
 from nue_core.overrides import parse_override, set_dotted
 
@@ -83,7 +84,7 @@ def describe_table(model: torch.nn.Module) -> Table:
     for column in ("part", "component", "parameters", "trainable"):
         table.add_column(column, justify="right" if column in ("parameters", "trainable") else "left")
     grand = [0, 0]
-    for part in ("encoder", "bridge", "decoder"):
+    for part in KINDS:
         total, trainable = count_parameters(getattr(model, part))
         grand[0] += total
         grand[1] += trainable

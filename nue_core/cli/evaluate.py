@@ -45,7 +45,8 @@ def evaluate(
 ) -> None:
     """Score a model on a manifest: CER, WER, real-time factor."""
     from nue_core.inference.distributed import dist_info
-    from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
+    from nue_core.cli._run_report import exit_on_failures, progress_bar
+    from nue_core.inference.runner import RunOptions, run_transcription
     from nue_core.inference.sources import read_entries
     from nue_core.inference.writers import write_atomic
     from nue_core.metrics import resolve_language
@@ -64,12 +65,12 @@ def evaluate(
     start = time.perf_counter()
     parts = out / "results.jsonl" if out else None
     if out is None or not dist_info().is_main:  # nothing to write here (other ranks: rank 0 writes)
-        results = run_transcription(model, entries, options, parts)
+        results = run_transcription(model, entries, options, parts, progress_bar=progress_bar)
     else:
         with writing(out):
             out.mkdir(parents=True, exist_ok=True)
         with ResultRows(out / "results.jsonl", entries, lang) as rows:
-            results = run_transcription(model, entries, options, parts, on_result=rows.add)
+            results = run_transcription(model, entries, options, parts, on_result=rows.add, progress_bar=progress_bar)
     if results is None:  # a data-parallel rank other than 0
         return
     wall = time.perf_counter() - start

@@ -39,7 +39,8 @@ def transcribe(
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
     from nue_core.checkpoint import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NAME
     from nue_core.inference.distributed import dist_info
-    from nue_core.inference.runner import RunOptions, exit_on_failures, run_transcription
+    from nue_core.cli._run_report import exit_on_failures, progress_bar
+    from nue_core.inference.runner import RunOptions, run_transcription
     from nue_core.inference.sources import collect_audio, read_entries
     from nue_core.inference.writers import ResultWriter
 
@@ -63,7 +64,7 @@ def transcribe(
     # The output file is opened (as <output>.partial) before the model loads: each result is
     # written as it comes, and the file replaces a previous one only once complete.
     with ResultWriter(output, kind, stream=sys.stdout) as writer:
-        results = run_transcription(model, inputs, options, output, on_result=writer.add)
+        results = run_transcription(model, inputs, options, output, on_result=writer.add, progress_bar=progress_bar)
     assert results is not None
     exit_on_failures(results, "{failed} of {total} input(s) failed:")
 

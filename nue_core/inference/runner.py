@@ -10,18 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, ContextManager, Iterable, Optional, Sequence
 
+from nue_core.dtypes import DTYPES
 from nue_core.errors import CheckpointError, NueError
 from nue_core.generation import GenerationConfig
 from nue_core.inference.distributed import (
     barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
 )
 from nue_core.inference.sources import AudioInput
-from nue_core.inference.transcriber import DTYPES, Transcriber, TranscriptionResult
+from nue_core.inference.transcriber import Transcriber, TranscriptionResult
 
 # Called with (input index, result) for each input, in input order.
 OnResult = Callable[[int, TranscriptionResult], None]
+# Given the number of inputs, a context yielding the callback that advances a progress bar by n
+# finished inputs, or None when no bar can be shown. The CLI's is ``nue_core.cli._run_report.progress_bar``.
+ProgressBar = Callable[[int], ContextManager[Optional[Callable[[int], None]]]]
 
 
 @dataclass
@@ -81,6 +85,7 @@ def run_transcription(
     options: RunOptions,
     parts_base: Path | None,
     on_result: OnResult | None = None,
+    progress_bar: ProgressBar | None = None,
 ) -> list[TranscriptionResult] | None:
     """Transcribe ``inputs`` with the model at ``model_source``.
 
@@ -92,6 +97,7 @@ def run_transcription(
             when WORLD_SIZE > 1).
         on_result: called with (input index, result) in input order as results come; in a
             data-parallel run on rank 0 only, once the parts are merged.
+        progress_bar: shows progress when ``options.progress`` is set, on rank 0 (None: no bar).
 
     Returns:
         all results in input order; None on ranks other than 0 of a data-parallel run.
@@ -112,8 +118,8 @@ def run_transcription(
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
                                   device=device, dtype=options.dtype)
         mine = shard(inputs, info)
-        show = options.progress and info.is_main
-        results = _decode(transcriber, [item for _, item in mine], show, on_result if info.world == 1 else None)
+        bar = progress_bar if options.progress and info.is_main else None
+        results = _decode(transcriber, [item for _, item in mine], bar, on_result if info.world == 1 else None)
         if info.world == 1:
             return results
         assert parts_base is not None
@@ -131,12 +137,9 @@ def run_transcription(
 
 
 def _decode(
-    transcriber: Transcriber, items: list[AudioInput], show: bool, on_result: OnResult | None
+    transcriber: Transcriber, items: list[AudioInput], progress_bar: ProgressBar | None, on_result: OnResult | None
 ) -> list[TranscriptionResult]:
-    """All results, each handed to ``on_result`` as it comes; a progress bar on a terminal."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """All results, each handed to ``on_result`` as it comes; ``progress_bar`` advanced per window."""
     results: list[TranscriptionResult] = []
 
     def collect(stream: Iterable[TranscriptionResult]) -> list[TranscriptionResult]:
@@ -146,32 +149,11 @@ def _decode(
             results.append(result)
         return results
 
-    console = Console(stderr=True)
-    if not show or len(items) < 2 or not console.is_terminal:
+    if progress_bar is None or len(items) < 2:
         return collect(transcriber.stream(items))
-    columns = (TextColumn("transcribing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("transcribe", total=len(items))
+    with progress_bar(len(items)) as advance:
+        if advance is None:
+            return collect(transcriber.stream(items))
         # Windows are smaller than the default so the bar moves while a long list is decoded.
         transcriber.window = max(transcriber.batch_size * 4, 32)
-        return collect(transcriber.stream(items, progress=lambda n: bar.advance(task, n)))
-
-
-def report_failures(results: Sequence[TranscriptionResult]) -> list[str]:
-    """One line per failed input (each names its file)."""
-    return [r.error or r.source for r in results if not r.ok]
-
-
-def exit_on_failures(results: Sequence[TranscriptionResult], headline: str) -> None:
-    """Name every failed input on stderr under ``headline`` and exit with status 1 if any failed.
-
-    ``headline`` may use ``{failed}`` and ``{total}``.
-    """
-    import typer
-
-    failures = report_failures(results)
-    if failures:
-        typer.secho(headline.format(failed=len(failures), total=len(results)), fg="red", err=True)
-        for line in failures:
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(1)
+        return collect(transcriber.stream(items, progress=advance))

@@ -15,19 +15,19 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from nue_core.data.audio import AudioError
+from nue_core.dtypes import resolve_dtype
 from nue_core.generation import GenerationConfig
 from nue_core.inference.chunking import ChunkPlan, join_all, split_points
 from nue_core.inference.sources import AudioInput, describe, load_input
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 UNTRAINED_WARNING = ("untrained model: it was composed and never trained (at least its bridge is random), so its "
                      "transcripts are meaningless; train it with `nue train`, or use a trained model folder")
 
@@ -75,14 +75,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """True for torch's OOM error on any device, or a RuntimeError saying 'out of memory'."""
     oom = getattr(torch, "OutOfMemoryError", None)
     return (oom is not None and isinstance(exc, oom)) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 @dataclass
@@ -220,13 +212,29 @@ class Transcriber:
     def decode_arrays(self, arrays: list[np.ndarray]) -> list[str]:
         """Transcribe one batch of clips, each (s,) float32 at the model's rate and within its limit."""
         lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
-        dtype = next(self.model.encoder.parameters()).dtype
-        waves = torch.zeros(len(arrays), int(lengths.max()), dtype=dtype)  # (b, s), right-padded
+        waves = torch.zeros(len(arrays), int(lengths.max()), dtype=self.model.input_dtype)  # (b, s), right-padded
         for i, a in enumerate(arrays):
             waves[i, : a.shape[0]] = torch.from_numpy(a)
         device = self.model.device
         ids = self.model.generate(waves.to(device), lengths.to(device), self.generation)
         return [self.model.tokenizer.decode(x).strip() for x in ids]
+
+
+def transcribe(model: torch.nn.Module, inputs: Iterable[AudioInput], **options: Any) -> list[TranscriptionResult]:
+    """Transcripts of files, arrays or (array, rate) pairs, in input order.
+
+    ``Transcriber(model, **options).transcribe(inputs)`` in one call; also ``nue_core.transcribe``.
+
+    Args:
+        model: a SpeechLM (from ``nue_core.load`` or ``nue_core.compose``).
+        inputs: paths, manifest entries, arrays at the model's rate or (array, rate) pairs.
+        options: ``Transcriber`` fields (batch_size, num_beams, generation, device, dtype,
+            chunking, repetition_limit ...).
+
+    Returns:
+        one ``TranscriptionResult`` (text, seconds, elapsed, error) per input.
+    """
+    return Transcriber(model, **options).transcribe(inputs)
 
 
 def warn_if_untrained(model: torch.nn.Module) -> None:
@@ -250,6 +258,5 @@ def default_plan(max_seconds: float) -> ChunkPlan:
 
 def check_long_enough(model: torch.nn.Module, samples: int, source: str) -> None:
     """Raise AudioError when a clip is too short to give the LLM even one speech vector."""
-    frames = model.encoder.output_lengths(torch.tensor([samples]))
-    if int(model.bridge.output_lengths(frames)[0]) < 1:
+    if int(model.speech_lengths(torch.tensor([samples]))[0]) < 1:
         raise AudioError(f"{source}: audio too short ({samples / model.sample_rate:.3f} s) for this model")

@@ -27,6 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from nue_core.atomic import temp_prefix
 from nue_core.errors import OutputError
 from nue_core.inference.transcriber import TranscriptionResult
 
@@ -182,7 +183,7 @@ def write_atomic(path: Path, text: str) -> None:
     Raises:
         OutputError: the write failed (e.g. disk full); ``path`` is unchanged, no temporary is left.
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f"{temp_prefix(path.name)}{os.getpid()}")  # the naming rule of folders too
     try:
         with _open_text(tmp) as handle:
             handle.write(text)

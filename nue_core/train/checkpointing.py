@@ -9,9 +9,11 @@ A checkpoint is a folder ``RUN_DIR/checkpoints/step-00000100/``::
     rng.safetensors        torch CPU (and CUDA) generator states
     trainer_state.json     step, data order, counters, best metric, numpy and python RNG states
 
-It is written to a temporary sibling and renamed, so a crash mid-save leaves the previous
-checkpoint as the latest one (the temporary is removed at the next start: ``run_folder``); an old
-checkpoint is renamed away before it is deleted, so a crash mid-delete never leaves half of one.
+It is written to a temporary sibling and renamed (``nue_core.atomic``), so a crash mid-save leaves
+the previous checkpoint as the latest one (the temporary is removed at the next start:
+``run_folder``); an old checkpoint is renamed away before it is deleted, so a crash mid-delete
+never leaves half of one. Its ``model/`` is written by ``nue_core.checkpoint.save_model``, the one
+writer of model folders (best/ and final/ too).
 Reading checks every file before anything is restored (``read_checkpoint``), so a damaged
 checkpoint is a ``CheckpointError`` naming the file, and the caller can fall back to an older one.
 """
@@ -19,21 +21,17 @@ checkpoint is a ``CheckpointError`` naming the file, and the caller can fall bac
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from nue_core.checkpoint import (
-    CONFIG_FILE, WEIGHTS_FILE, read_state_dict, replace_folder, save_state_dict, weights_metadata,
-)
+from nue_core.atomic import atomic_folder, discard_folder
+from nue_core.checkpoint import WEIGHTS_FILE, read_state_dict, save_model, save_state_dict
 from nue_core.errors import CheckpointError, OutputError
-from nue_core.train.run_folder import CHECKPOINTS, STEP_PREFIX, temp_prefix
+from nue_core.train.run_folder import CHECKPOINTS, STEP_PREFIX
 
 PREFIX = STEP_PREFIX
 STATE_FILE = "trainer_state.json"
@@ -56,18 +54,6 @@ def write_failure(run_dir: Path, target: Path, exc: OSError, step: int) -> RunWr
     kept = (f"kept {latest.name}, the latest intact checkpoint: continue from it with --resume" if latest
             else "no checkpoint had been written yet: start again with --resume")
     return RunWriteError.from_oserror(target, exc, note=f"training stopped at step {step}; {kept}")
-
-
-def write_model_folder(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
-    """A model folder (config + weights + tokenizer) from a SpeechLM and its (gathered) state dict.
-
-    The weights are recorded as trained: training wrote them (see ``nue_core.checkpoint.TRAINED_KEY``).
-    """
-    from nue_core.composer import export_config
-
-    folder.mkdir(parents=True, exist_ok=True)
-    export_config(model, folder).save(folder / CONFIG_FILE)  # type: ignore[arg-type]
-    save_state_dict({k: v.detach().cpu() for k, v in state.items()}, folder / WEIGHTS_FILE, weights_metadata(True))
 
 
 def optimizer_to_files(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -120,22 +106,6 @@ def set_rng_state(tensors: dict[str, torch.Tensor], json_part: dict[str, Any]) -
     random.setstate((version, tuple(pystate), gauss_next))
 
 
-def save_model_folder(model: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> Path:
-    """``write_model_folder`` into a temporary sibling, renamed to ``folder`` when complete.
-
-    A crash or a full disk midway leaves the previous ``folder`` whole, and no temporary behind.
-    """
-    folder = Path(folder)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
-    try:
-        write_model_folder(model, state, tmp)
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
 def save_checkpoint(
     run_dir: Path, step: int, model: torch.nn.Module, model_state: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any], scheduler_state: dict[str, Any], trainer_state: dict[str, Any],
@@ -146,12 +116,9 @@ def save_checkpoint(
     Raises:
         OSError: the write failed (full disk ...); the temporary is removed, earlier checkpoints stay.
     """
-    root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{PREFIX}{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(final.name), dir=root))
-    try:
-        write_model_folder(model, model_state, tmp / "model")
+    final = Path(run_dir) / CHECKPOINTS / f"{PREFIX}{step:08d}"
+    with atomic_folder(final) as tmp:
+        save_model(model, tmp / "model", trained=True, state=model_state)  # type: ignore[arg-type]
         tensors, rest = optimizer_to_files(optimizer_state)
         save_state_dict(tensors, tmp / "optimizer.safetensors")
         _write_json(tmp / "optimizer.json", rest)
@@ -159,23 +126,9 @@ def save_checkpoint(
         rng_tensors, rng_json = rng_state()
         save_state_dict(rng_tensors, tmp / "rng.safetensors")
         _write_json(tmp / STATE_FILE, {**trainer_state, "step": step, "rng": rng_json})
-        replace_folder(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep_last]:
-        _discard(old)
+        discard_folder(old)
     return final
-
-
-def _discard(folder: Path) -> None:
-    """Delete a checkpoint: renamed to a leftover name first, so it is complete or gone, never half."""
-    try:
-        aside = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), dir=folder.parent))
-        os.replace(folder, aside)  # onto the empty folder mkdtemp made
-    except OSError:
-        aside = folder  # not even room for a folder name: delete in place
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
-from nue_core.config import ConfigModel, format_validation_error, read_yaml_mapping, register_options_model
+from nue_core.config import ConfigModel, read_yaml_mapping, validate
 from nue_core.data.augment import AugmentConfig
-from nue_core.errors import ConfigError
 
 
 class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not lr 1.0
@@ -73,10 +72,8 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "train config") -> "TrainConfig":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(exc, source)) from None
+        """``data`` validated; ConfigError naming ``source`` and each field at fault."""
+        return validate(cls, data, source)
 
     @classmethod
     def load(cls, path: Path | str) -> "TrainConfig":
@@ -86,6 +83,3 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
-
-register_options_model(TrainConfig)
-register_options_model(AugmentConfig)

@@ -27,16 +27,21 @@ def build_training_model(source: str | Path, model_overrides: dict[str, Any] | N
     """
     from nue_core.checkpoint import load_model_folder
     from nue_core.composer import compose, resolve_config
+    from nue_core.model_source import resolve_source
     from nue_core.overrides import set_dotted
+    from nue_core.plugins import get_plugins
 
     seed_everything(seed)
-    path = Path(source)
-    if path.is_dir() and (path / CONFIG_FILE).is_file():
+    found = resolve_source(source, get_plugins(), accept=("folder", "preset", "config_file"))
+    kind, path = (found.kind, found.path) if found is not None else (None, None)
+    if kind == "folder" and path is not None and (path / CONFIG_FILE).is_file():
         if model_overrides:
             raise ConfigError(f"{path} is a saved model: its architecture is fixed; model overrides are not allowed")
         return load_model_folder(path).train()
+    # Any other folder is no model to train: resolve_config names what it accepts.
     config = resolve_config(str(source))
-    base_dir = path.parent if path.is_file() else None
+    # Relative paths inside a model YAML (a tokenizer file ...) are relative to the YAML.
+    base_dir = path.parent if kind == "config_file" and path is not None else None
     if model_overrides:
         from nue_core.config import ModelConfig
 

@@ -6,8 +6,8 @@ to the old ``metrics.jsonl`` (so ``nue plot`` would draw two runs as one). So: c
 and refuses a folder that holds anything else: pointing ``--output`` at the wrong folder by
 mistake must never delete the user's data.
 
-Folders are saved atomically: written as ``.NAME.tmp-XXXX`` (``temp_prefix``) and renamed to NAME;
-an existing NAME is first moved aside to ``.NAME.old-PID`` (``nue_core.checkpoint.replace_folder``).
+Folders are saved atomically (``nue_core.atomic``): written as ``.NAME.tmp-XXXX`` and renamed to
+NAME; an existing NAME is first moved aside to ``.NAME.old-PID``.
 A process killed in between (SIGKILL, out of memory, power loss) leaves one of those behind, in the
 run folder (best/, final/) or in checkpoints/ (step-NNNNNNNN/); ``remove_stale_temporaries`` deletes
 them when the next run starts, and nothing else.
@@ -19,6 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
+from nue_core.atomic import leftover_pattern
 from nue_core.errors import ConfigError
 
 # Entries whose presence means a run already made progress here (results that would be mixed).
@@ -27,11 +28,10 @@ RUN_MARKERS = ("checkpoints", "metrics.jsonl", "best", "final", "tensorboard")
 RUN_ENTRIES = (*RUN_MARKERS, "train.yaml", "model.yaml", "curves.png")
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step-"  # a checkpoint is CHECKPOINTS/step-00000100
-# The one definition of a leftover's name: ``.NAME.tmp-*`` or ``.NAME.old-*``, NAME one of the
-# folders saved atomically in that place (never a user's ``.notes.tmp-1`` or a file of a subfolder).
-_LEFTOVER = r"\.(?:{names})\.(?:tmp|old)-[^/]+"
-_RUN_LEFTOVER = re.compile(_LEFTOVER.format(names="best|final"))
-_CHECKPOINT_LEFTOVER = re.compile(_LEFTOVER.format(names=re.escape(STEP_PREFIX) + r"\d+"))
+# Leftovers by the naming rule of ``nue_core.atomic``, for the folders saved atomically in each
+# place only (never a user's ``.notes.tmp-1`` or a file of a subfolder).
+_RUN_LEFTOVER = leftover_pattern("best|final")
+_CHECKPOINT_LEFTOVER = leftover_pattern(re.escape(STEP_PREFIX) + r"\d+")
 
 
 class RunExistsError(ConfigError):
@@ -83,11 +83,6 @@ def check_run_folder(run_dir: Path, resume: bool, overwrite: bool, model_source:
     if model_source is not None and Path(model_source).exists() and _inside(Path(model_source), run_dir):
         raise ConfigError(f"the model {model_source} lies inside {run_dir}, which --overwrite would clear; "
                           "copy it elsewhere first")
-
-
-def temp_prefix(name: str) -> str:
-    """Name prefix of the temporary folder that ``name`` (best, final, step-N) is written into first."""
-    return f".{name}.tmp-"
 
 
 def stale_temporaries(run_dir: Path) -> list[Path]:

@@ -30,9 +30,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from nue_core.checkpoint import save_model
 from nue_core.data.batching import AudioBatch, make_batches, shard_batches
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig
+from nue_core.grad_checkpointing import enable_gradient_checkpointing
 from nue_core.model import SpeechLM
 from nue_core.train import checkpointing as ckpt
 from nue_core.train.checkpointing import RunWriteError
@@ -63,16 +65,6 @@ def seed_everything(seed: int, *salt: int) -> None:
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
-
-
-def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
-    """Turn on non-reentrant activation checkpointing in every transformers model inside; count them."""
-    count = 0
-    for module in model.modules():
-        if getattr(module, "supports_gradient_checkpointing", False) and hasattr(module, "gradient_checkpointing_enable"):
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            count += 1
-    return count
 
 
 class Trainer:
@@ -236,7 +228,7 @@ class Trainer:
         if result.items == 0 or (self.state.best is not None and not value < self.state.best):
             return
         with self.guard.writing(self.run_dir / "best"):
-            ckpt.save_model_folder(self.raw_model, self.acc.get_state_dict(self.model), self.run_dir / "best")
+            save_model(self.raw_model, self.run_dir / "best", trained=True, state=self.acc.get_state_dict(self.model))
         self.state.best, self.state.best_step = value, self.state.step  # once it is on disk
 
     def save_checkpoint(self) -> Path | None:
@@ -394,5 +386,5 @@ class Trainer:
     def _save_final(self) -> Path:
         state = self.acc.get_state_dict(self.model)
         final = self.run_dir / "final"
-        self.guard.write_on_main(final, lambda: ckpt.save_model_folder(self.raw_model, state, final))
+        self.guard.write_on_main(final, lambda: save_model(self.raw_model, final, trained=True, state=state))
         return final

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from nue_bridges.lengths import conv_output_lengths, max_length, valid_mask
 from nue_core.errors import ConfigError
+from nue_core.lengths import conv_output_lengths, length_mask, max_length
 from nue_core.protocols import BridgeOutput
 from nue_core.registry import BuildContext
 
@@ -156,23 +156,23 @@ class ConvBridge(nn.Module):
         x = hidden.transpose(1, 2)  # (b, in_dim, t)
         # Zero the padding: with padding > 0 a valid output reads up to p frames past the end,
         # which must look like the conv's own zero padding, whatever the batch put there.
-        x = x * valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        x = x * length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
         for conv, k, s in zip(self.convs, self.kernel_sizes, self.strides):
             short = max(k - 2 * self.padding, 1) - x.shape[-1]
             if short > 0:  # whole batch shorter than the kernel (or empty): conv1d would raise
                 x = F.pad(x, (0, short))
             x = self.dropout(F.gelu(conv(x)))  # (b, hidden, t')
             lengths = conv_output_lengths(lengths, k, s, self.padding)
-            x = x * valid_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+            x = x * length_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
         x = x[:, :, : max_length(lengths)].transpose(1, 2)  # (b, n, hidden)
-        x = self.proj(x) * valid_mask(lengths, x.shape[1])[:, :, None].to(x.dtype)  # (b, n, out_dim)
+        x = self.proj(x) * length_mask(lengths, x.shape[1])[:, :, None].to(x.dtype)  # (b, n, out_dim)
         return x, lengths
 
     def ctc_logits(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(b, n, out_dim) frames -> (b, n, V + 1) CTC logits, zero at padding."""
         assert self.ctc_head is not None, "this bridge was built without a CTC head"
         logits = self.ctc_head(frames)  # (b, n, v)
-        return logits * valid_mask(lengths, logits.shape[1])[:, :, None].to(logits.dtype)
+        return logits * length_mask(lengths, logits.shape[1])[:, :, None].to(logits.dtype)
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
         """hidden (b, t, in_dim), lengths (b,) -> embeds (b, n, out_dim) [+ CTC logits (b, n, v)]."""

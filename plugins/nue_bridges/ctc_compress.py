@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 
 from nue_bridges.conv import ConvBridge, ConvStackOptions, ctc_classes
-from nue_bridges.lengths import max_length, valid_mask
+from nue_core.lengths import length_mask, max_length
 from nue_core.protocols import BridgeOutput
 from nue_core.registry import BuildContext
 
@@ -67,7 +67,7 @@ def merge_runs(
         (b, n, d) merged vectors, zero past each item's count, and the (b,) counts.
     """
     b, t, d = frames.shape
-    valid = valid_mask(lengths, t)  # (b, t)
+    valid = length_mask(lengths, t)  # (b, t)
     labels = logits.argmax(-1)  # (b, t)
     starts = torch.ones_like(valid)
     starts[:, 1:] = labels[:, 1:] != labels[:, :-1]  # (b, t): first frame of each run

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from nue_bridges.lengths import max_length
+from nue_core.lengths import max_length
 from nue_core.protocols import BridgeOutput
 from nue_core.registry import BuildContext
 

@@ -16,9 +16,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from nue_core.lengths import conv_output_size, conv_stack_lengths, length_mask
 from nue_core.protocols import EncoderOutput
 from nue_core.registry import BuildContext
-from nue_fbank.features import LogMel, spec_augment, valid_mask
+from nue_fbank.features import LogMel, frame_lengths, spec_augment
 
 
 class FbankEncoderOptions(BaseModel):
@@ -51,10 +52,8 @@ class FbankEncoderOptions(BaseModel):
         return self
 
 
-def _conv_out(length: torch.Tensor | int, times: int = 2) -> Any:
-    for _ in range(times):  # kernel 3, stride 2, no padding
-        length = (length - 3) // 2 + 1
-    return length
+# The subsampling front end: two unpadded Conv2d of kernel 3, stride 2 over (frames, mel bins).
+_SUBSAMPLE_KERNELS, _SUBSAMPLE_STRIDES = (3, 3), (2, 2)
 
 
 def sinusoids(length: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -76,7 +75,10 @@ class FbankTransformerEncoder(nn.Module):
         self.features = LogMel(options.sample_rate, options.n_mels, options.win_ms, options.hop_ms, options.normalization)
         c = options.conv_channels
         self.subsample = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.GELU(), nn.Conv2d(c, c, 3, 2), nn.GELU())
-        self.proj = nn.Linear(c * _conv_out(options.n_mels), options.hidden_size)
+        mel_out = options.n_mels
+        for kernel, stride in zip(_SUBSAMPLE_KERNELS, _SUBSAMPLE_STRIDES):
+            mel_out = conv_output_size(mel_out, kernel, stride)
+        self.proj = nn.Linear(c * mel_out, options.hidden_size)
         self.dropout = nn.Dropout(options.dropout)
         layer = nn.TransformerEncoderLayer(options.hidden_size, options.num_heads, options.ffn_size, options.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
@@ -94,8 +96,8 @@ class FbankTransformerEncoder(nn.Module):
 
     def output_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """(b,) samples -> (b,) encoder frames (feature frames after two stride-2 convolutions)."""
-        frames = torch.div(sample_lengths - self.features.win, self.features.hop, rounding_mode="floor") + 1
-        return _conv_out(frames.clamp(min=0)).clamp(min=0).long()
+        frames = frame_lengths(sample_lengths, self.features.win, self.features.hop)
+        return conv_stack_lengths(frames, _SUBSAMPLE_KERNELS, _SUBSAMPLE_STRIDES)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """waveforms (b, s), lengths (b,) -> hidden (b, t, d) with padded frames zeroed, lengths (b,)."""
@@ -112,7 +114,7 @@ class FbankTransformerEncoder(nn.Module):
         # Scale the features up before adding positions (as in the original Transformer and ESPnet):
         # otherwise the unit-amplitude sinusoids drown the small projected features at init.
         x = self.dropout(x * math.sqrt(self.output_dim) + sinusoids(x.shape[1], x.shape[2], x.device).to(x.dtype))
-        mask = valid_mask(out_lengths, x.shape[1])  # (b, t)
+        mask = length_mask(out_lengths, x.shape[1])  # (b, t)
         # An item with no frame would make every key masked (NaN); let it attend to position 0.
         pad = ~(mask | (out_lengths == 0)[:, None] & (torch.arange(x.shape[1], device=x.device) == 0)[None])
         if self.options.num_layers:  # nn.TransformerEncoder cannot hold zero layers

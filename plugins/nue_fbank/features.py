@@ -16,15 +16,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nue_core.lengths import conv_output_lengths, length_mask
+
 
 def frame_lengths(sample_lengths: torch.Tensor, win: int, hop: int) -> torch.Tensor:
     """(b,) valid samples -> (b,) STFT frames that lie wholly inside the valid samples."""
-    return torch.div(sample_lengths - win, hop, rounding_mode="floor").add(1).clamp(min=0)
-
-
-def valid_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    """(b,) lengths -> (b, width) True at valid positions."""
-    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+    # An uncentred STFT frames the samples as an unpadded conv of kernel win and stride hop would.
+    return conv_output_lengths(sample_lengths, win, hop)
 
 
 class LogMel(nn.Module):
@@ -69,7 +67,7 @@ def normalize(feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool = True, 
 
     per_bin: statistics per mel bin (b, 1, m); otherwise one mean and variance per utterance (b, 1, 1).
     """
-    mask = valid_mask(lengths, feats.shape[1])[..., None].to(feats.dtype)  # (b, n, 1)
+    mask = length_mask(lengths, feats.shape[1])[..., None].to(feats.dtype)  # (b, n, 1)
     dims = (1,) if per_bin else (1, 2)
     count = (mask.sum(dim=1, keepdim=True) * (1 if per_bin else feats.shape[2])).clamp(min=1)
     mean = (feats * mask).sum(dim=dims, keepdim=True) / count

@@ -10,18 +10,20 @@ from __future__ import annotations
 import difflib
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from nue_core.dtypes import DTYPES, DTypeName
 from nue_core.errors import ConfigError
+from nue_core.grad_checkpointing import enable_gradient_checkpointing
 from nue_core.protocols import DecoderOutput, Tokenizer
 from nue_core.registry import BuildContext
+from nue_hf.metadata import HF_METADATA_KEYS
 from nue_hf.tokenizers import load_tokenizer
 
-DTypeName = Literal["float32", "bfloat16", "float16"]
 
 # Why these, not peft's defaults (q/v only): the Nue-ASR paper and common speech-LLM recipes adapt
 # the whole attention block, and GPT-NeoX's fused qkv plus its output projection are that block.
@@ -31,8 +33,6 @@ _LORA_TARGETS: dict[str, list[str]] = {
     "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
     "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
 }
-# Keys of an exported config that describe the file, not the architecture.
-_NOT_ARCHITECTURE = ("transformers_version", "architectures", "dtype", "torch_dtype", "_name_or_path")
 
 
 class CausalLMOptions(BaseModel):
@@ -182,7 +182,7 @@ class HFCausalLMDecoder(nn.Module):
 
     def export_options(self, folder: Path) -> dict[str, Any]:
         """Save the tokenizer into ``folder``; return options that rebuild this architecture."""
-        config = {k: v for k, v in self.model.config.to_diff_dict().items() if k not in _NOT_ARCHITECTURE}
+        config = {k: v for k, v in self.model.config.to_diff_dict().items() if k not in HF_METADATA_KEYS}
         config["model_type"] = self.model_type
         options: dict[str, Any] = {"config": config, "dtype": self.dtype_name}
         if self.tokenizer is not None:
@@ -191,10 +191,6 @@ class HFCausalLMDecoder(nn.Module):
 
 
 # ---------------------------------------------------------------- building
-
-
-def _torch_dtype(name: DTypeName) -> torch.dtype:
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def _describing() -> bool:
@@ -257,7 +253,7 @@ def _config_from_dict(
     """A transformers config from a dict; token ids and vocab size default to the tokenizer's."""
     from transformers import AutoConfig
 
-    values = {k: v for k, v in values.items() if k not in _NOT_ARCHITECTURE}
+    values = {k: v for k, v in values.items() if k not in HF_METADATA_KEYS}
     model_type = values.pop("model_type", None) or implied
     if model_type is None:
         raise ConfigError(f"{where}: the config needs a 'model_type'")
@@ -301,7 +297,7 @@ def _build_model(
     """Pretrained weights when asked and available, else a random init of the architecture."""
     from transformers import AutoModelForCausalLM
 
-    dtype = _torch_dtype(options.dtype)
+    dtype = DTYPES[options.dtype]
     if options.checkpoint is not None:
         config = _checkpoint_config(options.checkpoint, ctx, implied)
         if ctx.load_weights:
@@ -324,12 +320,7 @@ def build_decoder(
     decoder = HFCausalLMDecoder(model, tokenizer, options.dtype)
     _check_vocab(tokenizer, decoder.vocab_size)
     if options.gradient_checkpointing:
-        # Non-reentrant checkpointing works with inputs_embeds that do not require grad (frozen LLM + LoRA).
-        kwargs = {"use_reentrant": False}
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        enable_gradient_checkpointing(model)
     return decoder
 
 

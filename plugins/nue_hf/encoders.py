@@ -32,9 +32,13 @@ from transformers.integrations.fsdp import is_fsdp_managed_module
 from transformers.masking_utils import create_bidirectional_mask
 
 from nue_core.errors import CheckpointError, ConfigError
+from nue_core.grad_checkpointing import enable_gradient_checkpointing
+from nue_core.lengths import length_mask
+from nue_core.masked_norm import normalize_waveforms
 from nue_core.protocols import EncoderOutput
 from nue_core.registry import BuildContext
-from nue_hf.masked_feature_extractor import length_mask, run_feature_extractor
+from nue_hf.masked_feature_extractor import run_feature_extractor
+from nue_hf.metadata import HF_METADATA_KEYS
 
 SAMPLE_RATE = 16000
 ARCHITECTURES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] = {
@@ -43,8 +47,6 @@ ARCHITECTURES: dict[str, tuple[type[PretrainedConfig], type[PreTrainedModel]]] =
 }
 # Config fields transformers reads with getattr() although the config class does not declare them.
 _UNDECLARED_FIELDS = {"adapter_attn_dim"}
-# Bookkeeping keys of a saved config that say nothing about the architecture.
-_NOISE_FIELDS = {"transformers_version", "_name_or_path", "architectures"}
 
 
 class HFEncoderOptions(BaseModel):
@@ -107,9 +109,9 @@ def _config_from_fields(kind: str, fields: dict[str, Any], source: str, strict: 
         if unknown:
             raise ConfigError(
                 f"{source}: unknown {config_cls.__name__} field(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(allowed - _NOISE_FIELDS))}"
+                f"allowed: {', '.join(sorted(allowed - HF_METADATA_KEYS))}"
             )
-    return config_cls(**{k: v for k, v in fields.items() if k not in _NOISE_FIELDS})
+    return config_cls(**{k: v for k, v in fields.items() if k not in HF_METADATA_KEYS})
 
 
 def resolve_config(kind: str, options: HFEncoderOptions, ctx: BuildContext) -> PretrainedConfig:
@@ -161,26 +163,8 @@ def build_model(kind: str, options: HFEncoderOptions, ctx: BuildContext) -> PreT
         # masked_spec_embed is made with the legacy torch.Tensor(n), which ignores the device context.
         model = model.to("meta")
     if options.gradient_checkpointing:
-        # Non-reentrant: the conv features need not require grad for the layers' weights to get it.
-        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.24 name
-        if enable is not None:
-            enable({"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_gradient_checkpointing(model)
     return model
-
-
-def normalize_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Zero mean, unit variance per item over its valid samples; padding stays 0.
-
-    Shapes: waveforms (b, s), lengths (b,) -> (b, s).
-    """
-    mask = length_mask(lengths, waveforms.shape[1])
-    count = lengths.clamp(min=1).to(waveforms.dtype)[:, None]
-    mean = torch.where(mask, waveforms, 0.0).sum(1, keepdim=True) / count
-    centred = torch.where(mask, waveforms - mean, 0.0)
-    var = centred.pow(2).sum(1, keepdim=True) / count
-    return centred / torch.sqrt(var + eps)  # eps as transformers' Wav2Vec2FeatureExtractor
 
 
 class HFSpeechEncoder(nn.Module):
@@ -332,7 +316,7 @@ class HFSpeechEncoder(nn.Module):
         config = self.model.config
         allowed = set(type(config)().to_dict()) | _UNDECLARED_FIELDS
         fields = json.loads(config.to_json_string(use_diff=True))
-        fields = {k: v for k, v in fields.items() if k in allowed and k not in _NOISE_FIELDS}
+        fields = {k: v for k, v in fields.items() if k in allowed and k not in HF_METADATA_KEYS}
         fields["model_type"] = config.model_type
         return {
             "config": fields,

@@ -18,6 +18,13 @@ def register_decoders(register):  # type: ignore[no-untyped-def]
 
 
 @hookimpl
+def register_architectures(register):  # type: ignore[no-untyped-def]
+    from nue_hf.architectures import register_architectures as _register
+
+    _register(register)
+
+
+@hookimpl
 def register_model_loaders(register):  # type: ignore[no-untyped-def]
     from nue_hf.released import is_released_folder, load_released
 

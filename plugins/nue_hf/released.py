@@ -21,7 +21,10 @@ from typing import Any
 import torch
 
 from nue_core.config import ModelConfig
-from nue_core.errors import CheckpointError, ConfigError
+from nue_core.dtypes import resolve_dtype
+from nue_core.errors import CheckpointError
+from nue_core.plugins import PluginSet
+from nue_hf.metadata import HF_METADATA_KEYS
 
 MODEL_TYPE = "nue_asr"
 PROMPT = {"prefix": "<s>", "postfix": "[SEP]"}
@@ -75,15 +78,12 @@ def released_config(folder: Path) -> ModelConfig:
     )
 
 
-_METADATA = ("architectures", "torch_dtype", "dtype", "transformers_version", "_name_or_path")
-
-
 def _known_fields(fields: dict[str, Any], config_class: type) -> dict[str, Any]:
     """Architecture fields in today's names (e.g. transformers 4.x ``rotary_pct`` becomes rope
     parameters) without file metadata (architectures, torch_dtype, ...)."""
     normalized = config_class(**fields).to_diff_dict()
     known = set(config_class().to_dict())
-    return {k: v for k, v in normalized.items() if k in known and k not in _METADATA}
+    return {k: v for k, v in normalized.items() if k in known and k not in HF_METADATA_KEYS}
 
 
 def released_weights_file(folder: Path) -> Path:
@@ -155,20 +155,26 @@ def _swap_prefix(key: str, pairs: list[tuple[str, str]]) -> str:
     raise CheckpointError(f"unexpected weight '{key}' for the Nue-ASR layout")
 
 
-def load_released(folder: Path, dtype: str = "float32", **_: Any):  # type: ignore[no-untyped-def]
+def load_released(  # type: ignore[no-untyped-def]
+    folder: Path, dtype: str = "float32", *, plugins: PluginSet | None = None, **_: Any
+):
     """A SpeechLM from a released Nue-ASR folder (fp16 weights become ``dtype``, float32 by default).
 
     The weights are checked against ``config.json`` before loading: every tensor present, none
     extra, each of the model's shape and a float dtype; an error names the tensor as the file does.
+
+    Args:
+        folder: the released folder (``config.json``, weights, tokenizer).
+        dtype: float32, bfloat16 or float16.
+        plugins: the plugin set ``nue_core.load`` was given, to build the parts from (default:
+            the installed plugins), so a caller's set is honoured all the way down.
     """
     from nue_core.checkpoint import check_tensors, load_checked
     from nue_core.composer import compose
 
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in dtypes:
-        raise ConfigError(f"dtype '{dtype}' is not one of {', '.join(dtypes)}")
+    torch_dtype = resolve_dtype(dtype)
     folder = Path(folder)
-    model = compose(released_config(folder), load_weights=False, base_dir=folder)
+    model = compose(released_config(folder), plugins=plugins, load_weights=False, base_dir=folder)
     weights = released_weights_file(folder)
     state, released_name = _framework_state(read_released_weights(folder), weights)
     # The released HuBERT may omit masked_spec_embed (only used for SpecAugment in training).
@@ -176,7 +182,7 @@ def load_released(folder: Path, dtype: str = "float32", **_: Any):  # type: igno
                   optional=lambda key: key.endswith("masked_spec_embed"),
                   display=lambda key: released_name.get(key) or _released_key(key))
     load_checked(model, state, weights)
-    return model.to(dtypes[dtype]).eval()
+    return model.to(torch_dtype).eval()
 
 
 def _framework_state(found: dict[str, torch.Tensor], weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
+from nue_core.atomic import atomic_folder
 from nue_core.errors import ConfigError
+from nue_hf.metadata import HF_METADATA_KEYS
 from nue_hf.released import MODEL_TYPE, PROMPT, to_released_keys
 from nue_hf.tokenizers import SentencePieceTokenizer
 
@@ -39,7 +40,7 @@ def export_released(model, folder: Path) -> Path:  # type: ignore[no-untyped-def
     """Write ``model`` to ``folder`` in the released layout (LoRA adapters merged into a copy)."""
     import copy
 
-    from nue_core.checkpoint import replace_folder, save_state_dict
+    from nue_core.checkpoint import save_state_dict
     from nue_core.trainability import merge_adapters
 
     problems = export_problems(model)
@@ -47,26 +48,19 @@ def export_released(model, folder: Path) -> Path:  # type: ignore[no-untyped-def
         raise ConfigError("cannot export to the nue-asr layout: " + "; ".join(problems))
     model = merge_adapters(copy.deepcopy(model))
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         _write_tokenizer(model.tokenizer, tmp)
         (tmp / "config.json").write_text(json.dumps(_config_json(model), indent=2), encoding="utf-8")
         save_state_dict(to_released_keys(model.state_dict()), tmp / "model.safetensors")
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
 def _config_json(model) -> dict:  # type: ignore[no-untyped-def]
     opts = model.config.bridge.options
-    drop = ("architectures", "torch_dtype", "dtype", "transformers_version", "_name_or_path")
     return {
         "model_type": MODEL_TYPE,
-        "audio_encoder_config": {k: v for k, v in model.encoder.model.config.to_diff_dict().items() if k not in drop},
-        "llm_config": {k: v for k, v in model.decoder.model.config.to_diff_dict().items() if k not in drop},
+        "audio_encoder_config": {k: v for k, v in model.encoder.model.config.to_diff_dict().items() if k not in HF_METADATA_KEYS},
+        "llm_config": {k: v for k, v in model.decoder.model.config.to_diff_dict().items() if k not in HF_METADATA_KEYS},
         "bridge_conv_kernel_size": list(opts.get("kernel_sizes", [4, 4])),
         "bridge_conv_stride": list(opts.get("strides", [2, 2])),
     }

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from nue_core.errors import ConfigError
+from nue_core.lengths import length_mask
 from nue_core.protocols import EncoderOutput
 from nue_s3prl.featurizer import Featurizer, Layer
 
@@ -90,7 +91,7 @@ class S3PRLHubEncoder(nn.Module):
             per_item.append([match_length(h[0], int(f)) for h in states])
         pad = nn.utils.rnn.pad_sequence
         states = [pad([item[k] for item in per_item], batch_first=True) for k in range(len(per_item[0]))]
-        mask = (torch.arange(states[0].shape[1], device=frames.device)[None, :] < frames[:, None])[..., None]
+        mask = length_mask(frames, states[0].shape[1])[..., None]  # (b, t, 1)
         hidden = self.featurizer(states).masked_fill(~mask, 0.0)
         return EncoderOutput(hidden=hidden, lengths=frames, all_layers=tuple(states))
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nue_core.lengths import conv_output_lengths, conv_stack_lengths, length_mask
+from nue_core.masked_norm import masked_group_norm, normalize_waveforms
 from nue_core.protocols import EncoderOutput
-from nue_hf.encoders import normalize_waveforms
-from nue_hf.masked_feature_extractor import conv_output_lengths, length_mask, masked_group_norm
 from nue_s3prl.featurizer import Featurizer, Layer, state_index
 
 SAMPLE_RATE = 16000
@@ -80,10 +80,7 @@ class S3PRLNativeEncoder(nn.Module):
 
     def output_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """(b,) valid samples -> (b,) valid frames."""
-        lengths = sample_lengths.long()
-        for kernel, stride in zip(self.kernels, self.strides):
-            lengths = conv_output_lengths(lengths, kernel, stride)
-        return lengths
+        return conv_stack_lengths(sample_lengths, self.kernels, self.strides)
 
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         """Encode a padded batch.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,10 +70,16 @@ def _pick_examples(manifest: Path, count: int = 3) -> list[dict]:
 
 def install(model_dir: Path, test_manifest: Path, target: Path, results: dict) -> Path:
     """Write ``target`` (atomically): nue.yaml, model.safetensors (fp16), tokenizer/, examples/, README.md."""
-    from nue_core.checkpoint import replace_folder
+    from nue_core.atomic import atomic_folder
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".default_model.tmp-", dir=target.parent))
+    with atomic_folder(target) as tmp:
+        _write_package(tmp, model_dir, test_manifest, results)
+    print(f"installed the default model in {target}")
+    return target
+
+
+def _write_package(tmp: Path, model_dir: Path, test_manifest: Path, results: dict) -> None:
+    """The default model's files, written into the (temporary) folder ``tmp``."""
     shutil.copyfile(model_dir / "nue.yaml", tmp / "nue.yaml")
     if (model_dir / "tokenizer").is_dir():
         shutil.copytree(model_dir / "tokenizer", tmp / "tokenizer")
@@ -96,9 +101,6 @@ def install(model_dir: Path, test_manifest: Path, target: Path, results: dict) -
     (tmp / "README.md").write_text(MODEL_README.format(
         ctc_weight=ctc_weight, params=params / 1e6, speaker=speaker, items=results.get("items", 0), wer=results.get("wer", float("nan")),
         cer=results.get("cer", float("nan")), commit=FSDD_COMMIT), encoding="utf-8")
-    replace_folder(tmp, target)
-    print(f"installed the default model in {target}")
-    return target
 
 
 if __name__ == "__main__":

@@ -77,15 +77,13 @@ def test_named_checkpoint_offline_gives_clear_error(monkeypatch):
 def test_saved_folder_records_whether_its_weights_were_trained(tmp_path):
     """A composed model saved as is (what `nue compose -o` does) loads back untrained; one saved as
     trained, or written by training, loads back trained."""
-    from nue_core.train.checkpointing import write_model_folder
-
     model = compose(tiny_config())
     assert model.is_trained is False  # random bridge (and here random everything)
     save_model(model, tmp_path / "composed")
     assert load(tmp_path / "composed").is_trained is False
     save_model(model, tmp_path / "marked", trained=True)
     assert load(tmp_path / "marked").is_trained is True
-    write_model_folder(model, model.state_dict(), tmp_path / "by-training")
+    save_model(model, tmp_path / "by-training", trained=True, state=model.state_dict())  # as training does
     assert load(tmp_path / "by-training").is_trained is True
     model.is_trained = True  # trained by the user's own loop: save_model records it
     save_model(model, tmp_path / "own-loop")

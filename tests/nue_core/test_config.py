@@ -117,3 +117,21 @@ def test_yaml_files_that_expand_or_cannot_be_read_are_config_errors(tmp_path, mo
     monkeypatch.setattr(config, "MAX_YAML_BYTES", 10)
     with pytest.raises(ConfigError, match=r"date.yaml: .* too large for a config file"):
         ModelConfig.load(date)
+
+
+def test_unknown_key_lists_the_fields_of_the_model_validated_even_when_names_collide():
+    """Two plugins' options classes may share a class name: the error lists the right one's fields."""
+    from pydantic import BaseModel, ConfigDict
+
+    from nue_core.config import validate
+
+    def options(*fields):
+        return type("Options", (BaseModel,), {"__annotations__": dict.fromkeys(fields, int),
+                                              "model_config": ConfigDict(extra="forbid")})
+
+    first, second = options("width"), options("depth")
+    with pytest.raises(ConfigError, match="wdith: unknown key; allowed: width$"):
+        validate(first, {"wdith": 1}, "a.yaml")
+    with pytest.raises(ConfigError, match="dpth: unknown key; allowed: depth$"):
+        validate(second, {"dpth": 1}, "b.yaml")
+    assert validate(first, {"width": 3}, "a.yaml").width == 3

@@ -166,7 +166,7 @@ def test_cli_transcribes_with_a_cached_hub_id(offline_cache, monkeypatch, capsys
     code, out, err = _run_cli(monkeypatch, capsys, "transcribe", NUE_REPO, str(wav), "--max-new-tokens", "3",
                               "--no-progress")
     assert code == 0, err
-    expected = offline_cache["model"].transcribe([wav], generation=GenerationConfig(max_new_tokens=3))[0].text
+    expected = nue_core.transcribe(offline_cache["model"], [wav], generation=GenerationConfig(max_new_tokens=3))[0].text
     assert out.splitlines() == [" ".join(expected.split())]
 
     code, out, err = _run_cli(monkeypatch, capsys, "transcribe", "nobody/missing-model", str(wav))

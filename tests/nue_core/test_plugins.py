@@ -293,3 +293,61 @@ def test_an_error_is_reported_on_one_line_even_when_its_message_is_hostile():
     assert short_error(Hostile()) == "Hostile: <unprintable message>"
     assert short_error(SystemExit()) == "SystemExit"
     assert len(short_error(ValueError("x" * 10_000))) < 400
+
+
+def test_every_hookspec_is_called_and_has_a_checked_register():
+    """The hooks run are read from hookspecs.py; each gets a register callback of its own."""
+    from nue_core import hookspecs
+    from nue_core.plugins import _HOOKS, PluginInfo, _registrar, _Staged
+
+    declared = [n for n, f in vars(hookspecs).items() if hasattr(f, "nue_spec")]
+    assert list(_HOOKS) == declared and len(declared) == 6
+    for hook in _HOOKS:
+        assert callable(_registrar(hook, PluginInfo("p", "m"), _Staged()))
+
+
+def test_get_plugins_is_cached_until_cleared(monkeypatch):
+    import nue_core.plugins as plugins_module
+
+    calls = []
+    monkeypatch.setattr(plugins_module, "load_plugins", lambda: calls.append(1) or object())
+    plugins_module.get_plugins.cache_clear()
+    try:
+        first = plugins_module.get_plugins()
+        assert plugins_module.get_plugins() is first and len(calls) == 1
+        plugins_module.get_plugins.cache_clear()
+        assert plugins_module.get_plugins() is not first and len(calls) == 2
+    finally:
+        plugins_module.get_plugins.cache_clear()  # the next user loads the real plugins again
+
+
+def test_first_party_only_leaves_third_party_entry_points_unimported(monkeypatch):
+    import nue_core.plugins as plugins_module
+
+    class _Dist:
+        def __init__(self, name):
+            self.name, self.version = name, "1.0"
+
+    class _EntryPoint:
+        def __init__(self, name, dist):
+            self.name, self.value, self.dist = name, f"{name}.plugin", _Dist(dist)
+
+        def load(self):
+            if self.dist.name == "other-dist":
+                raise AssertionError("a third-party plugin was imported")
+            return GoodPlugin()
+
+    points = [_EntryPoint("third", "other-dist"), _EntryPoint("mine", "nue_asr")]
+    monkeypatch.setattr(plugins_module.metadata, "entry_points", lambda group: points)
+    loaded = load_plugins(registry_files=[], first_party_only=True)
+    assert [(p.name, p.first_party) for p in loaded.plugins] == [("mine", True)] and not loaded.broken
+
+
+def test_nue_hf_registers_the_architectures_it_knows_without_registry_data():
+    import nue_hf.plugin
+    from nue_hf.architectures import ARCHITECTURES
+
+    loaded = load_plugins([("nue_hf", nue_hf.plugin)], registry_files=[])
+    assert loaded.registry.architectures == ARCHITECTURES
+    assert set(loaded.architecture_plugins.values()) == {"nue_hf"}
+    assert "register_architectures" in loaded.plugins[0].hooks

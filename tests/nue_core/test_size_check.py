@@ -28,7 +28,10 @@ from tests.robustness.test_resource_limits import last_json, run_capped
 
 SIZE_KEYS = sorted(LAYER_KEYS | WIDTH_KEYS | FFN_KEYS | VOCAB_KEYS | COUNT_KEYS)
 sizes = st.one_of(st.integers(-10**20, 10**20), st.booleans(), st.floats(allow_nan=True), st.none(), st.text(max_size=3))
-keys = st.one_of(st.sampled_from(SIZE_KEYS), st.text(min_size=1, max_size=6))
+# Other keys: any text but the path separators of the messages (".", ":", "["), which the test
+# below splits on to find the named field (real config keys never hold them).
+keys = st.one_of(st.sampled_from(SIZE_KEYS),
+                 st.text(st.characters(blacklist_characters=".:[]"), min_size=1, max_size=6))
 options = st.recursive(st.dictionaries(keys, sizes, max_size=4),
                        lambda inner: st.dictionaries(keys, st.one_of(sizes, inner), max_size=4), max_leaves=12)
 

@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import nue_core
 from nue_core.composer import compose
 from nue_core.generation import GenerationConfig
 from nue_core.inference import Transcriber
@@ -79,8 +80,8 @@ def test_is_out_of_memory():
 def test_speechlm_transcribe_and_bfloat16():
     torch.manual_seed(1)
     m = compose(tiny_config()).eval()
-    results = m.transcribe([_noise(0.5, 1), _noise(0.3, 2)], dtype="bfloat16", num_beams=2,
-                           generation=GenerationConfig(max_new_tokens=4))
+    results = nue_core.transcribe(m, [_noise(0.5, 1), _noise(0.3, 2)], dtype="bfloat16", num_beams=2,
+                                   generation=GenerationConfig(max_new_tokens=4))
     assert all(r.ok for r in results)
     assert next(m.parameters()).dtype == torch.bfloat16  # dtype casts the model in place, like .to()
 
@@ -96,15 +97,15 @@ def test_untrained_model_warns_once_in_one_line(caplog, tmp_path):
     model = compose(tiny_config()).eval()
     gen = GenerationConfig(max_new_tokens=2)
     with caplog.at_level("WARNING"):
-        model.transcribe([_noise(0.3, 1)], generation=gen)
-        model.transcribe([_noise(0.3, 2), _noise(0.4, 3)], generation=gen)
+        nue_core.transcribe(model, [_noise(0.3, 1)], generation=gen)
+        nue_core.transcribe(model, [_noise(0.3, 2), _noise(0.4, 3)], generation=gen)
     (record,) = _untrained_records(caplog)
     assert record.levelname == "WARNING" and "\n" not in record.getMessage()
     assert "nue train" in record.getMessage() and "trained model folder" in record.getMessage()
     caplog.clear()
     save_model(model, tmp_path / "composed")  # `nue compose -o`: still untrained when loaded back
     with caplog.at_level("WARNING"):
-        load(tmp_path / "composed").transcribe([_noise(0.3, 1)], generation=gen)
+        nue_core.transcribe(load(tmp_path / "composed"), [_noise(0.3, 1)], generation=gen)
     assert len(_untrained_records(caplog)) == 1
 
 
@@ -114,8 +115,8 @@ def test_trained_model_does_not_warn(caplog):
     model = compose(tiny_config()).eval()
     model.is_trained = True
     with caplog.at_level("WARNING"):
-        model.transcribe([_noise(0.3, 1)], generation=GenerationConfig(max_new_tokens=2))
-        load("default").transcribe([_noise(0.5, 2)])
+        nue_core.transcribe(model, [_noise(0.3, 1)], generation=GenerationConfig(max_new_tokens=2))
+        nue_core.transcribe(load("default"), [_noise(0.5, 2)])
     assert _untrained_records(caplog) == []
 
 

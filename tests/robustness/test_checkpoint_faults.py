@@ -18,12 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
+import nue_core.atomic as atomic
 import nue_core.checkpoint as model_ckpt
 import nue_core.train.checkpointing as train_ckpt
 from nue_core.checkpoint import load, save_model, weights_metadata
 from nue_core.composer import compose
 from nue_core.errors import CheckpointError, NueError
-from nue_core.train.run_folder import temp_prefix
+from nue_core.atomic import temp_prefix
 from tests.conftest import tiny_config
 from tests.nue_core.train.conftest import tone_data  # noqa: F401  (fixture)
 from tests.nue_core.train.test_resume import _command, _env
@@ -38,21 +39,26 @@ class Crash(Exception):
     pass
 
 
-def _crash_on_call(monkeypatch, module, number: int) -> None:
-    """Make the ``number``-th call to any writer of ``module`` raise (simulated crash mid-save)."""
+# Where the writers live: the model folder, the checkpoint's other files, the atomic rename.
+WRITER_MODULES = (model_ckpt, train_ckpt, atomic)
+
+
+def _crash_on_call(monkeypatch, number: int) -> None:
+    """Make the ``number``-th call to any writer in WRITER_MODULES raise (simulated crash mid-save)."""
     calls = {"n": 0}
-    for name in WRITERS:
-        if not hasattr(module, name):
-            continue
-        original = getattr(module, name)
+    for module in WRITER_MODULES:
+        for name in WRITERS:
+            if name not in vars(module):
+                continue
+            original = getattr(module, name)
 
-        def wrapper(*args, _original=original, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == number:
-                raise Crash(f"simulated crash at write {number}")
-            return _original(*args, **kwargs)
+            def wrapper(*args, _original=original, **kwargs):
+                calls["n"] += 1
+                if calls["n"] == number:
+                    raise Crash(f"simulated crash at write {number}")
+                return _original(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, wrapper)
+            monkeypatch.setattr(module, name, wrapper)
 
 
 def _save_training_checkpoint(run_dir, step, model):
@@ -63,13 +69,13 @@ def _save_training_checkpoint(run_dir, step, model):
                                       {"last_epoch": step}, {"note": "x"}, keep_last=3)
 
 
-@pytest.mark.parametrize("number", range(1, 8))
+@pytest.mark.parametrize("number", range(1, 9))  # model weights and rename, 5 files, the rename
 def test_training_checkpoint_crash_at_any_write(tmp_path, monkeypatch, number):
     torch.manual_seed(0)
     model = compose(tiny_config())
     first = _save_training_checkpoint(tmp_path, 1, model)
     with monkeypatch.context() as m:
-        _crash_on_call(m, train_ckpt, number)
+        _crash_on_call(m, number)
         try:
             _save_training_checkpoint(tmp_path, 2, model)
         except Crash:
@@ -86,7 +92,7 @@ def test_model_folder_crash_at_any_write(tmp_path, monkeypatch, number):
     save_model(compose(tiny_config()), tmp_path / "m")
     before = (tmp_path / "m" / "model.safetensors").read_bytes()
     with monkeypatch.context() as m:
-        _crash_on_call(m, model_ckpt, number)
+        _crash_on_call(m, number)
         with pytest.raises(Crash):
             save_model(compose(tiny_config()), tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
@@ -325,7 +331,7 @@ def _in(part: str):
 @pytest.mark.parametrize("what, module, name, where", [
     ("checkpoints/step-00000004", train_ckpt, "save_state_dict", _in(".step-00000004.tmp-")),
     ("checkpoints/step-00000004", train_ckpt, "_write_json", _in(".step-00000004.tmp-")),
-    ("run/final", train_ckpt, "save_state_dict", _in(".final.tmp-")),
+    ("run/final", model_ckpt, "save_state_dict", _in(".final.tmp-")),
 ])
 def test_full_disk_stops_cleanly_in_one_line_keeping_the_previous_checkpoint(
     tone_data, tmp_path, monkeypatch, what, module, name, where
@@ -427,7 +433,7 @@ def leftover_names(draw):
     entry = draw(st.sampled_from(["best", "final"])) if where == "run" else f"step-{draw(st.integers(0, 10**8)):08d}"
     if draw(st.booleans()):
         return where, temp_prefix(entry) + draw(suffixes)  # tempfile.mkdtemp(prefix=temp_prefix(entry))
-    return where, f".{entry}.old-{draw(st.integers(1, 2**22))}"  # replace_folder's swap-out
+    return where, f".{entry}.old-{draw(st.integers(1, 2**22))}"  # replace_folder's swap-out (aside_name)
 
 
 @st.composite

@@ -241,6 +241,21 @@ def test_a_loader_whose_detect_raises_is_skipped_in_one_line_and_the_others_get_
         load(tmp_path / "unknown", plugins=loaded)
 
 
+def test_a_loader_gets_the_plugin_set_its_caller_chose_and_the_caller_keywords(tmp_path):
+    seen = {}
+
+    def remember(folder, *, plugins, **kwargs):
+        seen.update(plugins=plugins, **kwargs)
+        return compose(tiny_config(), plugins=plugins).eval()
+
+    import importlib
+
+    first_party = [(name, importlib.import_module(f"{name}.plugin")) for name in ("nue_bridges", "nue_hf")]
+    loaded = load_plugins([*first_party, ("custom", _LoaderPlugin("custom", lambda f: True, remember))])
+    load(tmp_path, plugins=loaded, dtype="bfloat16")
+    assert seen["plugins"] is loaded and seen["dtype"] == "bfloat16"
+
+
 @pytest.mark.parametrize("loader", [_raises, lambda folder, **kw: "not a model"])
 def test_a_loader_that_fails_on_a_folder_it_claimed_is_a_checkpoint_error_naming_it(tmp_path, loader):
     loaded = load_plugins([("custom", _LoaderPlugin("custom", lambda f: True, loader))], registry_files=[])

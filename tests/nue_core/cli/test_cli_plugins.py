@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from nue_core import hookimpl
 from nue_core.cli import _register_verbs, app
-from nue_core.plugins import load_plugins, set_plugins
+import nue_core.plugins
+from nue_core.plugins import load_plugins
 
 TORCHAUDIO = ('torchaudio 2.11.1 is installed but does not load beside torch 2.13.0+cpu (OSError: libc10_cuda.so: '
               'cannot open shared object file); using its pure-Python parts only. Fix: pip install "torchaudio==2.13.*"')
@@ -22,16 +23,18 @@ class _Plugin:
         register("plain", lambda o, c: None, description="plain text")
 
 
+def _listing(plugin_set, monkeypatch):
+    """``nue plugins`` run against ``plugin_set`` instead of the installed plugins."""
+    monkeypatch.setattr(nue_core.plugins, "get_plugins", lambda: plugin_set)
+    _register_verbs()
+    return CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
+
+
 @pytest.fixture
-def listed():
+def listed(monkeypatch):
     plugin_set = load_plugins(plugins=[("needs_foo", _Plugin())], registry_files=[])
     plugin_set.problems = [TORCHAUDIO]
-    set_plugins(plugin_set)
-    _register_verbs()
-    try:
-        yield CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
-    finally:
-        set_plugins(None)
+    return _listing(plugin_set, monkeypatch)
 
 
 def test_unavailable_components_share_one_line_with_the_fix(listed):
@@ -73,7 +76,7 @@ class _Multiline:
         register("lines", lambda o, c: None, unavailable="first line\nsecond line")
 
 
-def test_every_plugin_problem_is_one_line(tmp_path):
+def test_every_plugin_problem_is_one_line(tmp_path, monkeypatch):
     """A conflict names both plugins; an invalid registration, a multi-line error and a multi-line
     reason stay one line each (before: options=42 crashed the listing itself)."""
     import nue_bridges.plugin
@@ -81,12 +84,7 @@ def test_every_plugin_problem_is_one_line(tmp_path):
     plugin_set = load_plugins(plugins=[("zz_conv", _Conv()), ("odd", _Odd()), ("raises", _Raises()),
                                        ("multiline", _Multiline()), ("nue_bridges", nue_bridges.plugin)],
                               registry_files=[])
-    set_plugins(plugin_set)
-    _register_verbs()
-    try:
-        result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "250"})
-    finally:
-        set_plugins(None)
+    result = _listing(plugin_set, monkeypatch)
     assert result.exit_code == 0, result.output
     # 'warning: ' lines describe the environment (a torchaudio that does not load beside this
     # torch, with the s3prl extra installed), not these plugins.

@@ -15,6 +15,7 @@ from nue_core.composer import compose
 from nue_core.data.audio import AudioError
 from nue_core.data.manifest import Utterance
 from nue_core.errors import InputError
+from nue_core.inference import transcribe
 from nue_core.inference.sources import load_input, read_entries
 from tests.conftest import tiny_config
 
@@ -71,7 +72,7 @@ def test_model_transcribe_reports_bad_items_and_returns_the_others(model):
     good = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
     inputs = [good, np.array(["a", "b"]), np.array([1, "x"], dtype=object), good.astype(np.complex64),
               {"audio": good}, (good, 16000)]
-    results = model.transcribe(inputs)
+    results = transcribe(model, inputs)
     assert len(results) == len(inputs)
     assert [r.ok for r in results] == [True, False, False, False, False, True]
     assert "got an array of <U1" in results[1].error and "got an array of object" in results[2].error

@@ -117,7 +117,7 @@ def test_check_plugin_reports_missing_and_broken_plugins() -> None:
 
 
 def test_check_plugin_uses_the_process_wide_plugins_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nue_core.plugins
+    import nue_core.testing.plugin
 
-    monkeypatch.setattr(nue_core.plugins, "_DEFAULT", _plugins(("toy", ToyPlugin())))
+    monkeypatch.setattr(nue_core.testing.plugin, "get_plugins", lambda: _plugins(("toy", ToyPlugin())))
     assert sorted(check_plugin("toy", EXAMPLES)) == sorted(EXAMPLES)

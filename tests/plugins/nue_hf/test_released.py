@@ -19,6 +19,7 @@ from nue_core.cli import _register_verbs, app
 from nue_core.config import DecodeSpec, LoraSpec
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig, is_looping
+from nue_core.inference import transcribe
 from nue_core.trainability import merge_adapters, reconfigure
 from nue_hf.released import load_released
 from nue_hf.released_export import export_released
@@ -160,11 +161,11 @@ def test_looping_released_folder_decodes_as_the_released_code_by_default(looping
     texts = [model.tokenizer.decode(ids).strip() for ids in expected]
     arrays = [c.numpy() for c in clips]
     for batch_size in (1, 16):
-        assert [r.text for r in model.transcribe(arrays, batch_size=batch_size)] == texts
+        assert [r.text for r in transcribe(model, arrays, batch_size=batch_size)] == texts
     # The guard stays one option away, and cuts the loops.
     guarded = model.generate(wave, lens, GenerationConfig.for_model(model.config, repetition_limit=12))
     assert guarded != expected and all(g == e[: len(g)] for g, e in zip(guarded, expected))
-    assert [r.text for r in model.transcribe(arrays, batch_size=16, repetition_limit=12)] != texts
+    assert [r.text for r in transcribe(model, arrays, batch_size=16, repetition_limit=12)] != texts
 
 
 def test_released_decode_defaults_survive_a_save_and_nue_models_keep_the_guard(tmp_path, looping):
