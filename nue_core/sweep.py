@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nue_core.config import KINDS, ModelConfig, format_validation_error, read_yaml_mapping
+from nue_core.config import KINDS, ModelConfig, read_yaml_mapping, validate
 from nue_core.errors import ConfigError
 from nue_core.overrides import set_dotted
 
@@ -95,10 +95,7 @@ def load_sweep(path: Path | str) -> tuple[Sweep, Path]:
     """Read and validate a sweep file; returns it and the folder its relative paths start from."""
     path = Path(path)
     data = read_yaml_mapping(path, "sweep", "a sweep mapping (base, data, axes or variants)")
-    try:
-        return Sweep.model_validate(data), path.resolve().parent
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+    return validate(Sweep, data, str(path)), path.resolve().parent  # a typo lists the allowed keys
 
 
 def cell_name(overrides: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nue_core.checkpoint import save_model
+from nue_core.checkpoint import WEIGHTS_FILE, check_tensors, load_checked, save_model
 from nue_core.data.batching import AudioBatch, make_batches, shard_batches
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig
@@ -278,13 +278,12 @@ class Trainer:
         """Restore from one checkpoint; every file is checked before the model or RNG is touched."""
         loaded = ckpt.read_checkpoint(folder)
         state = TrainerState.from_dict(loaded["trainer"], source=str(folder / ckpt.STATE_FILE))
-        try:
-            missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(loaded["model"], strict=False)
-        except RuntimeError as exc:  # a size mismatch
-            missing, unexpected = [" ".join(str(exc).split())[:300]], []
-        if missing or unexpected:
-            raise TrainingError(f"{folder}: checkpoint does not match the model (missing {missing[:3]}, "
-                                f"unexpected {unexpected[:3]}); resume with the same MODEL_CONFIG")
+        model = self.acc.unwrap_model(self.model)
+        try:  # the same name, shape and dtype checks as loading a model folder
+            check_tensors(model.state_dict(), loaded["model"], folder / "model" / WEIGHTS_FILE)
+            load_checked(model, loaded["model"], folder / "model" / WEIGHTS_FILE)
+        except CheckpointError as exc:  # not damage: another model; older checkpoints would not fit either
+            raise TrainingError(f"{exc}; resume with the same MODEL_CONFIG") from None
         try:
             self.optimizer.load_state_dict(loaded["optimizer"])
             self.scheduler.load_state_dict(loaded["scheduler"])

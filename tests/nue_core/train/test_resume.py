@@ -87,3 +87,25 @@ def test_checkpoint_holds_no_pickle(tone_data, tmp_path: Path) -> None:
     names = {p.name for p in checkpoint.iterdir()}
     assert {"model", "optimizer.safetensors", "optimizer.json", "scheduler.json", "rng.safetensors",
             "trainer_state.json"} <= names
+
+
+@pytest.mark.slow
+def test_resume_with_another_model_names_the_tensor(tone_data, tmp_path: Path) -> None:
+    """A checkpoint of one model resumed with another: one line naming a tensor and its shapes
+    (the same check a model folder gets), exit 2, no traceback; not mistaken for a damaged
+    checkpoint (an older one would not fit either)."""
+    import yaml
+
+    model, train, valid = tone_data
+    out = tmp_path / "run"
+    _run(_command(tone_data, out, "--set", "max_steps=3"))
+    other = yaml.safe_load(model.read_text(encoding="utf-8"))
+    other["decoder"]["config"]["hidden_size"] *= 2
+    other_yaml = tmp_path / "other.yaml"
+    other_yaml.write_text(yaml.safe_dump(other), encoding="utf-8")
+    cmd = _command((other_yaml, train, valid), out, "--set", "max_steps=6", "--resume")
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "has shape" in done.stderr and "the model's is" in done.stderr, done.stderr
+    assert "same MODEL_CONFIG" in done.stderr and "damaged" not in done.stdout + done.stderr
