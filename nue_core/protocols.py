@@ -69,7 +69,8 @@ class Tokenizer(Protocol):
     What the core uses: ``encode`` (the prompt's prefix/postfix text, training transcripts),
     ``eos_id`` (appended to every target; ends generation), ``pad_id`` (pads target batches, which
     are embedded: it must be a valid id), ``decode`` (transcripts), ``vocab_size`` (the classes of a
-    CTC head over decoder tokens) and ``save``. Every id is below the decoder's ``vocab_size``.
+    CTC head over decoder tokens), ``id_to_piece`` (word boundaries of word timestamps) and
+    ``save``. Every id is below the decoder's ``vocab_size``.
     """
 
     vocab_size: int
@@ -82,6 +83,11 @@ class Tokenizer(Protocol):
         ...
 
     def decode(self, ids: list[int]) -> str: ...
+
+    def id_to_piece(self, id: int) -> str:
+        """The piece of one id with its word marker, e.g. sentencepiece "▁six", byte-level BPE "Ġsix"
+        or decoded text " six"; a piece starting with a marker starts a word (``word_timing``)."""
+        ...
 
     def save(self, folder: Path) -> dict[str, Any]:
         """Write the tokenizer files into ``folder``; return decoder options that reload them."""

@@ -25,6 +25,8 @@ from nue_core.dtypes import resolve_dtype
 from nue_core.generation import GenerationConfig
 from nue_core.inference.chunking import ChunkPlan, join_all, split_points
 from nue_core.inference.sources import AudioInput, describe, load_input
+from nue_core.inference.timestamps import Segment, check_timestamps, segments_of, word_times
+from nue_core.word_timing import Word, merge_chunk_words
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class TranscriptionResult:
         error: why this input failed (naming the file), or None.
         id: the manifest id when the input was a manifest entry.
         chunks: number of chunks a long input was cut into (1 for clips within the limit).
+        segments: with ``timestamps`` set, one Segment per chunk (absolute times); else None.
+        words: with ``timestamps="word"``, the timed words of the file (absolute times, a word
+            read twice in a chunk overlap kept once); None otherwise, or when the transcript
+            could not be aligned to the audio.
     """
 
     source: str
@@ -54,6 +60,8 @@ class TranscriptionResult:
     error: str | None = None
     id: str | None = None
     chunks: int = 1
+    segments: list[Segment] | None = None
+    words: list[Word] | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,14 +69,16 @@ class TranscriptionResult:
 
 
 @dataclass
-class _Segment:
+class _Chunk:
     """One chunk to decode; filled in by the batch loop."""
 
     item: int
     samples: np.ndarray  # (s,)
+    bounds: tuple[int, int] = (0, 0)  # (start, end) samples in the file
     text: str = ""
     error: str | None = None
     elapsed: float = 0.0
+    words: list[Word] | None = None  # times from the chunk's start
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -91,6 +101,8 @@ class Transcriber:
         chunking: how to cut clips longer than ``model.config.max_audio_seconds``.
         window: inputs read and sorted together (bounds memory on long lists).
         repetition_limit: shortcut overriding ``generation.repetition_limit`` (0 = no loop guard).
+        timestamps: None, "segment" (``TranscriptionResult.segments``) or "word" (also
+            ``words``; needs a CTC head, see ``nue_core.inference.timestamps``).
     """
 
     model: torch.nn.Module
@@ -102,6 +114,7 @@ class Transcriber:
     chunking: ChunkPlan | None = None
     window: int | None = None
     repetition_limit: int | None = None  # last, so positional arguments above keep their places
+    timestamps: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -117,6 +130,7 @@ class Transcriber:
             self.model.to(device=self.device, dtype=dtype)
         self.model.eval()
         warn_if_untrained(self.model)
+        check_timestamps(self.model, self.timestamps)
         if self.chunking is None:
             self.chunking = default_plan(float(self.model.config.max_audio_seconds))
         self.window = self.window or max(256, 16 * self.batch_size)
@@ -153,12 +167,12 @@ class Transcriber:
                 results.append(TranscriptionResult(source, error=str(exc), id=uid, elapsed=time.perf_counter() - start))
                 continue
             bounds = split_points(samples, self.model.sample_rate, self.chunking)  # type: ignore[arg-type]
-            segments += [_Segment(i, samples[a:b]) for a, b in bounds]
+            segments += [_Chunk(i, samples[a:b], (a, b)) for a, b in bounds]
             seconds = samples.shape[0] / self.model.sample_rate
             results.append(TranscriptionResult(source, seconds=seconds, id=uid, chunks=len(bounds),
                                                elapsed=time.perf_counter() - start))
         self._decode_all(segments)
-        by_item: dict[int, list[_Segment]] = {}
+        by_item: dict[int, list[_Chunk]] = {}
         for seg in segments:  # appended in chunk order, so each list is in chunk order too
             by_item.setdefault(seg.item, []).append(seg)
         for i, result in enumerate(results):
@@ -171,9 +185,24 @@ class Transcriber:
                 result.error = f"{result.source}: {errors[0]}"
             else:
                 result.text = join_all([s.text for s in mine])
+                self._add_timestamps(result, mine)
         return results
 
-    def _decode_all(self, segments: list[_Segment]) -> None:
+    def _add_timestamps(self, result: TranscriptionResult, chunks: list[_Chunk]) -> None:
+        """Fill ``result.segments`` (and ``words``) from its decoded chunks, in file order."""
+        if self.timestamps is None:
+            return
+        rate = self.model.sample_rate
+        result.segments = segments_of([c.bounds for c in chunks], [c.text for c in chunks], rate)
+        if self.timestamps != "word" or any(c.words is None for c in chunks):
+            return
+        shifted = []
+        for c in chunks:
+            a, b = c.bounds[0] / rate, c.bounds[1] / rate
+            shifted.append((a, b, [replace(w, start=w.start + a, end=w.end + a) for w in c.words or []]))
+        result.words = merge_chunk_words(shifted)
+
+    def _decode_all(self, segments: list[_Chunk]) -> None:
         # Longest first: an out-of-memory error shows up on the first batch, not after hours.
         order = sorted(range(len(segments)), key=lambda k: -segments[k].samples.shape[0])
         pos = 0
@@ -182,11 +211,11 @@ class Transcriber:
             self._decode_group(segments, group)
             pos += len(group)
 
-    def _decode_group(self, segments: list[_Segment], group: list[int]) -> None:
+    def _decode_group(self, segments: list[_Chunk], group: list[int]) -> None:
         """Decode ``group`` as one batch; on failure split it (halves on OOM, singles otherwise)."""
         start = time.perf_counter()
         try:
-            texts = self.decode_arrays([segments[k].samples for k in group])
+            texts, words = self._decode_batch([segments[k].samples for k in group])
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the whole run
             oom = is_out_of_memory(exc)
             if oom and torch.cuda.is_available():
@@ -205,19 +234,27 @@ class Transcriber:
                 k += step
             return
         share = (time.perf_counter() - start) / len(group)
-        for k, text in zip(group, texts):
-            segments[k].text, segments[k].elapsed = text, share
+        for k, text, found in zip(group, texts, words):
+            segments[k].text, segments[k].elapsed, segments[k].words = text, share, found
 
-    @torch.inference_mode()
     def decode_arrays(self, arrays: list[np.ndarray]) -> list[str]:
         """Transcribe one batch of clips, each (s,) float32 at the model's rate and within its limit."""
+        return self._decode_batch(arrays)[0]
+
+    @torch.inference_mode()
+    def _decode_batch(self, arrays: list[np.ndarray]) -> tuple[list[str], list[list[Word] | None]]:
+        """Texts of one batch, and with ``timestamps="word"`` each clip's words (None otherwise)."""
         lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
         waves = torch.zeros(len(arrays), int(lengths.max()), dtype=self.model.input_dtype)  # (b, s), right-padded
         for i, a in enumerate(arrays):
             waves[i, : a.shape[0]] = torch.from_numpy(a)
         device = self.model.device
-        ids = self.model.generate(waves.to(device), lengths.to(device), self.generation)
-        return [self.model.tokenizer.decode(x).strip() for x in ids]
+        waves, lengths = waves.to(device), lengths.to(device)
+        ids = self.model.generate(waves, lengths, self.generation)
+        texts = [self.model.tokenizer.decode(x).strip() for x in ids]
+        if self.timestamps != "word":
+            return texts, [None] * len(texts)
+        return texts, word_times(self.model, waves, lengths, ids)
 
 
 def transcribe(model: torch.nn.Module, inputs: Iterable[AudioInput], **options: Any) -> list[TranscriptionResult]:
@@ -229,10 +266,11 @@ def transcribe(model: torch.nn.Module, inputs: Iterable[AudioInput], **options: 
         model: a SpeechLM (from ``nue_core.load`` or ``nue_core.compose``).
         inputs: paths, manifest entries, arrays at the model's rate or (array, rate) pairs.
         options: ``Transcriber`` fields (batch_size, num_beams, generation, device, dtype,
-            chunking, repetition_limit ...).
+            chunking, repetition_limit, timestamps ...). ``timestamps="segment"`` fills each
+            result's ``segments``; ``"word"`` also its ``words`` (models with a CTC head only).
 
     Returns:
-        one ``TranscriptionResult`` (text, seconds, elapsed, error) per input.
+        one ``TranscriptionResult`` (text, seconds, elapsed, error, segments, words) per input.
     """
     return Transcriber(model, **options).transcribe(inputs)
 

@@ -126,7 +126,7 @@ def _check_tokenizer(decoder: nn.Module) -> None:
         return
     if not isinstance(tokenizer, Tokenizer):
         raise _fail(decoder, "tokenizer", f"{type(tokenizer).__name__} lacks part of "
-                    "nue_core.protocols.Tokenizer (vocab_size, bos_id, eos_id, pad_id, encode, decode, save)")
+                    "nue_core.protocols.Tokenizer (vocab_size, bos_id, eos_id, pad_id, encode, decode, id_to_piece, save)")
     # eos ends generation and every target; pad fills target batches, which are embedded
     for name in ("eos_id", "pad_id"):
         value = getattr(tokenizer, name)

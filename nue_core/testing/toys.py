@@ -49,6 +49,10 @@ class CharTokenizer:
     def decode(self, ids: list[int]) -> str:
         return "".join(self.chars[i - 3] for i in ids if 3 <= i < 3 + len(self.chars))
 
+    def id_to_piece(self, id: int) -> str:
+        """The character of ``id`` (a space is a word marker); "" for pad, bos, eos and unknown ids."""
+        return self.decode([id])
+
     def save(self, folder: Path) -> dict[str, Any]:
         return {}  # nothing on disk: the alphabet is fixed
 

@@ -176,6 +176,13 @@ class SentencePieceTokenizer:
             run = []
         return "".join([*pieces, self._sp.decode(run)])
 
+    def id_to_piece(self, id: int) -> str:
+        """The sentencepiece piece of ``id`` with its "▁" word marker; an added token's text."""
+        i = int(id)
+        if i in self._added:
+            return self._added[i]
+        return str(self._sp.id_to_piece(i)) if 0 <= i < self._sp_size else ""
+
     def save(self, folder: Path) -> dict[str, Any]:
         """Write spiece.model + json files into ``folder/tokenizer``; return the option reloading them."""
         out = Path(folder) / SAVED_FOLDER
@@ -230,6 +237,11 @@ class HFTokenizer:
         keep = [int(i) for i in ids if 0 <= int(i) < self.vocab_size]
         return str(self._tok.decode(keep, skip_special_tokens=True))
 
+    def id_to_piece(self, id: int) -> str:
+        """The tokenizer's token of ``id`` ("▁six" for sentencepiece-based, "Ġsix" for byte-level BPE)."""
+        i = int(id)
+        return str(self._tok.convert_ids_to_tokens(i) or "") if 0 <= i < self.vocab_size else ""
+
     def save(self, folder: Path) -> dict[str, Any]:
         """Write the tokenizer files into ``folder/tokenizer``; return ``{"tokenizer": "tokenizer"}``."""
         self._tok.save_pretrained(str(Path(folder) / SAVED_FOLDER))
@@ -263,6 +275,16 @@ class ByteTokenizer:
     def decode(self, ids: list[int]) -> str:
         """Byte ids -> text; specials dropped, invalid UTF-8 replaced by U+FFFD."""
         return bytes(int(i) for i in ids if 0 <= int(i) < 256).decode("utf-8", errors="replace")
+
+    def id_to_piece(self, id: int) -> str:
+        """The byte of ``id`` as text (a space byte is a word marker); a special's text for 256..259.
+
+        A byte of a multi-byte character alone is not valid UTF-8 and gives U+FFFD.
+        """
+        i = int(id)
+        if 0 <= i < 256:
+            return bytes([i]).decode("utf-8", errors="replace")
+        return self.SPECIALS[i - 256] if i < self.vocab_size else ""
 
     def save(self, folder: Path) -> dict[str, Any]:
         """Nothing to write: ``{"tokenizer": "byte"}`` rebuilds it."""

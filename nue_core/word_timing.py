@@ -1,0 +1,190 @@
+"""From aligned token spans to timed words, and from timed chunks to one word list.
+
+Shape legend: t = CTC frames (the frames ``forced_align`` ran over).
+
+Word boundaries come from the token pieces (``piece_of(token_id)``):
+
+- a piece starting with "▁" (sentencepiece), "Ġ" (byte-level BPE) or a space (a tokenizer whose
+  pieces are decoded text) starts a new word, the marker is dropped from the text; the first
+  piece always starts a word;
+- when no piece of the transcript carries a marker (a character vocabulary, or a script written
+  without spaces such as Japanese), ``unmarked="token"`` makes each token a word and
+  ``unmarked="join"`` makes the whole transcript one word;
+- a word whose text is empty (a lone "▁" at the end) is dropped.
+
+A CTC head fires on a spike of one or two frames, usually near a word's onset, so raw spans end
+too early. ``Refinement`` lists the edge refinements; each can be switched off so a benchmark can
+measure what it buys:
+
+1. ``extend_end``: a word's end moves up to the next word's first token frame (never past it),
+   at most ``max_end_extension_s`` seconds and never past the last frame.
+2. ``use_evidence``: when a ``speech_evidence`` array is given (frames with speech: energy above
+   a floor, or a non-blank posterior), extensions stop at the first frame without speech.
+3. ``extend_start``: with evidence only, a word's start moves back over speech frames, at most
+   ``max_start_extension_s`` and never before the previous word's (refined) end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+
+from nue_core.alignment import TokenSpan
+
+MARKERS = ("▁", "Ġ", " ")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word with absolute times in seconds and a confidence in (0, 1]."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """Switches of the edge refinements (module docstring); all off gives raw CTC spans."""
+
+    extend_end: bool = True
+    max_end_extension_s: float = 0.5
+    use_evidence: bool = True
+    extend_start: bool = True
+    max_start_extension_s: float = 0.2
+
+
+RAW = Refinement(extend_end=False, use_evidence=False, extend_start=False)
+
+
+def group_words(
+    spans: Sequence[TokenSpan], piece_of: Callable[[int], str], unmarked: Literal["token", "join"] = "token"
+) -> list[tuple[str, list[TokenSpan]]]:
+    """Join token spans into (word text, its spans) by the piece rules of the module docstring."""
+    pieces = [piece_of(s.token) for s in spans]
+    marked = any(p.startswith(MARKERS) for p in pieces)
+    groups: list[tuple[str, list[TokenSpan]]] = []
+    for i, (span, piece) in enumerate(zip(spans, pieces)):
+        starts = i == 0 or (piece.startswith(MARKERS) if marked else unmarked == "token")
+        text = piece[1:] if piece.startswith(MARKERS) else piece
+        if starts:
+            groups.append((text, [span]))
+        else:
+            groups[-1] = (groups[-1][0] + text, groups[-1][1] + [span])
+    return [(text.strip(), group) for text, group in groups if text.strip()]
+
+
+def words_from_spans(
+    spans: Sequence[TokenSpan],
+    piece_of: Callable[[int], str],
+    frame_s: float,
+    offset_s: float = 0.0,
+    *,
+    num_frames: int | None = None,
+    speech_evidence: np.ndarray | None = None,
+    refine: Refinement = Refinement(),
+    unmarked: Literal["token", "join"] = "token",
+) -> list[Word]:
+    """Timed words of one aligned item.
+
+    Args:
+        spans: the item's token spans (``forced_align`` output), in order.
+        piece_of: token id -> piece string (e.g. sentencepiece ``id_to_piece``).
+        frame_s: seconds per CTC frame (1 / (encoder frame rate / bridge downsampling)).
+        offset_s: start of the item's audio in the file (the chunk start), added to every time.
+        num_frames: t, frames the alignment ran over; bounds end extension (None: unbounded).
+        speech_evidence: (t,) bool, True where speech is present; frames past its end count as
+            no speech. Only used with ``refine.use_evidence``.
+        refine: which edge refinements to apply.
+        unmarked: rule for transcripts without word markers (module docstring).
+
+    Returns:
+        Words in order; frame f covers [offset + f * frame_s, offset + (f + 1) * frame_s).
+    """
+    groups = group_words(spans, piece_of, unmarked)
+    raw = [(g[0].start_frame, g[-1].end_frame) for _, g in groups]
+    edges = refine_edges(raw, frame_s, num_frames, speech_evidence if refine.use_evidence else None, refine)
+    words = []
+    for (text, group), (start, end) in zip(groups, edges):
+        # Each token counts once: a token held over many frames does not outweigh the others.
+        confidence = float(np.mean([s.confidence for s in group]))
+        words.append(Word(text, offset_s + start * frame_s, offset_s + end * frame_s, confidence))
+    return words
+
+
+def refine_edges(
+    raw: list[tuple[int, int]],
+    frame_s: float,
+    num_frames: int | None,
+    evidence: np.ndarray | None,
+    refine: Refinement,
+) -> list[tuple[int, int]]:
+    """Refined (start, end) frames (end exclusive) of words given their raw (start, end) frames."""
+    max_end = round(refine.max_end_extension_s / frame_s)
+    max_start = round(refine.max_start_extension_s / frame_s)
+    limit_all = num_frames if num_frames is not None else max((e for _, e in raw), default=0) + max_end
+    has_speech = (lambda f: f < len(evidence) and bool(evidence[f])) if evidence is not None else None
+    out: list[tuple[int, int]] = []
+    for i, (start, end) in enumerate(raw):
+        if refine.extend_start and has_speech is not None:
+            floor = max(out[-1][1] if out else 0, start - max_start, 0)
+            while start > floor and has_speech(start - 1):
+                start -= 1
+        if refine.extend_end:
+            limit = min(end + max_end, limit_all)
+            if i + 1 < len(raw):
+                limit = min(limit, raw[i + 1][0])
+            while end < limit and (has_speech is None or has_speech(end)):
+                end += 1
+        out.append((start, end))
+    return out
+
+
+def merge_chunk_words(chunks: Sequence[tuple[float, float, Sequence[Word]]]) -> list[Word]:
+    """One word list for a file transcribed in overlapping chunks.
+
+    Args:
+        chunks: (chunk start s, chunk end s, words with absolute times) in file order; only
+            consecutive chunks may overlap.
+
+    Returns:
+        Words sorted by start. A word read in both chunks of an overlap (the two copies share
+        more than half of the shorter one's time; texts may differ) is kept once: the copy whose
+        midpoint lies further from its own chunk's cut edge, where the chunk saw more context.
+        Chunk edges at the file's start and end are not cuts.
+    """
+    scored: list[list[tuple[float, Word]]] = []
+    for k, (start, end, words) in enumerate(chunks):
+        lo = start if k > 0 else -np.inf
+        hi = end if k + 1 < len(chunks) else np.inf
+        scored.append([(min(mid(w) - lo, hi - mid(w)), w) for w in words])
+    dropped: set[tuple[int, int]] = set()
+    for k in range(len(chunks) - 1):
+        a, b = chunks[k + 1][0], chunks[k][1]
+        if a >= b:
+            continue  # no overlap: nothing read twice
+        near = [(score, k + j, idx) for j in (0, 1) for idx, (score, w) in enumerate(scored[k + j])
+                if w.end > a and w.start < b]
+        kept: list[tuple[int, Word]] = []
+        for score, chunk, idx in sorted(near, key=lambda x: -x[0]):
+            word = scored[chunk][idx][1]
+            if any(c != chunk and same_time(word, other) for c, other in kept):
+                dropped.add((chunk, idx))
+            else:
+                kept.append((chunk, word))
+    merged = [w for k, ws in enumerate(scored) for idx, (_, w) in enumerate(ws) if (k, idx) not in dropped]
+    return sorted(merged, key=lambda w: (w.start, w.end))
+
+
+def mid(word: Word) -> float:
+    return (word.start + word.end) / 2
+
+
+def same_time(x: Word, y: Word) -> bool:
+    """True when two words share more than half of the shorter one's duration (or one point)."""
+    shared = min(x.end, y.end) - max(x.start, y.start)
+    shorter = min(x.end - x.start, y.end - y.start)
+    return shared > 0.5 * shorter if shorter > 0 else shared >= 0

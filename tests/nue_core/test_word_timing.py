@@ -1,0 +1,119 @@
+"""Timed words from token spans: piece joining, edge refinements, overlap merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nue_core.alignment import TokenSpan, forced_align
+from nue_core.word_timing import RAW, Refinement, Word, group_words, merge_chunk_words, words_from_spans
+
+PIECES = {0: "▁hel", 1: "lo", 2: "▁world", 3: "▁", 4: "7", 5: "Ġfoo", 6: "bar", 7: "あ", 8: "い", 9: " up"}
+FRAME = 0.08  # seconds per CTC frame: 50 Hz encoder, conv bridge stride 2 x 2
+
+
+def span(token: int, start: int, end: int, confidence: float = 0.5) -> TokenSpan:
+    return TokenSpan(token, start, end, confidence)
+
+
+def texts(spans: list[TokenSpan], unmarked: str = "token") -> list[str]:
+    return [text for text, _ in group_words(spans, PIECES.__getitem__, unmarked)]  # type: ignore[arg-type]
+
+
+def test_sentencepiece_pieces_join_into_words() -> None:
+    spans = [span(0, 1, 2), span(1, 3, 4), span(2, 6, 7)]
+    assert texts(spans) == ["hello", "world"]
+    # A lone "▁" starts the word the next piece continues; a trailing one is dropped.
+    assert texts([span(3, 0, 1), span(4, 1, 2), span(0, 3, 4), span(3, 5, 6)]) == ["7", "hel"]
+
+
+def test_byte_bpe_and_space_markers() -> None:
+    assert texts([span(6, 0, 1), span(5, 2, 3), span(6, 4, 5), span(9, 6, 7)]) == ["bar", "foobar", "up"]
+
+
+def test_unmarked_pieces_follow_the_rule() -> None:
+    spans = [span(7, 0, 1), span(8, 2, 3)]
+    assert texts(spans, "token") == ["あ", "い"]
+    assert texts(spans, "join") == ["あい"]
+
+
+def test_raw_times_confidence_and_offset() -> None:
+    spans = [span(0, 1, 2, 0.9), span(1, 3, 4, 0.5), span(2, 6, 8, 0.4)]
+    words = words_from_spans(spans, PIECES.__getitem__, FRAME, offset_s=10.0, refine=RAW)
+    assert [w.word for w in words] == ["hello", "world"]
+    assert [w.start for w in words] == pytest.approx([10.08, 10.48])
+    assert [w.end for w in words] == pytest.approx([10.32, 10.64])
+    assert [w.confidence for w in words] == pytest.approx([0.7, 0.4])
+
+
+def test_end_extends_to_next_word_and_is_capped() -> None:
+    spans = [span(0, 1, 2), span(2, 5, 6), span(0, 20, 21)]
+    refine = Refinement(extend_start=False, max_end_extension_s=0.4)  # 5 frames
+    words = words_from_spans(spans, PIECES.__getitem__, FRAME, refine=refine, num_frames=23)
+    frames = [(round(w.start / FRAME), round(w.end / FRAME)) for w in words]
+    # up to the next word's first frame; capped at 5 frames; capped by the last frame.
+    assert frames == [(1, 5), (5, 11), (20, 23)]
+
+
+def test_evidence_stops_extension_and_moves_start_back() -> None:
+    spans = [span(0, 3, 4), span(2, 12, 13)]
+    speech = np.zeros(16, dtype=bool)
+    speech[1:7] = True  # "hello" is voiced over frames 1..6
+    speech[11:14] = True
+    words = words_from_spans(spans, PIECES.__getitem__, FRAME, speech_evidence=speech, num_frames=16)
+    frames = [(round(w.start / FRAME), round(w.end / FRAME)) for w in words]
+    assert frames == [(1, 7), (11, 14)]
+    # Each switch off on its own changes only its edge.
+    no_start = words_from_spans(spans, PIECES.__getitem__, FRAME, speech_evidence=speech, num_frames=16,
+                                refine=Refinement(extend_start=False))
+    assert [(round(w.start / FRAME), round(w.end / FRAME)) for w in no_start] == [(3, 7), (12, 14)]
+    no_evidence = words_from_spans(spans, PIECES.__getitem__, FRAME, speech_evidence=speech, num_frames=16,
+                                   refine=Refinement(use_evidence=False))
+    assert [(round(w.start / FRAME), round(w.end / FRAME)) for w in no_evidence] == [(3, 10), (12, 16)]  # 0.5 s = 6 frames
+
+
+def test_refined_words_never_overlap() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        starts = np.sort(rng.choice(60, size=6, replace=False))
+        spans = [span(int(rng.choice([0, 2])), int(s), int(s) + 1) for s in starts]
+        speech = rng.random(64) > 0.3
+        words = words_from_spans(spans, PIECES.__getitem__, FRAME, speech_evidence=speech, num_frames=64)
+        for a, b in zip(words, words[1:]):
+            assert a.start < a.end <= b.start + 1e-9
+
+
+def test_from_forced_alignment() -> None:
+    labels = [10, 0, 10, 1, 10, 10, 2, 10, 10]  # blank = 10
+    lp = torch.full((len(labels), 11), -9.0)
+    lp[torch.arange(len(labels)), torch.tensor(labels)] = 0.0
+    spans = forced_align(lp.log_softmax(-1), [0, 1, 2], blank=10)
+    assert spans is not None
+    words = words_from_spans(spans, PIECES.__getitem__, FRAME, num_frames=len(labels))
+    assert [w.word for w in words] == ["hello", "world"]
+    assert words[0].end == pytest.approx(6 * FRAME)  # extended up to "world"'s spike
+    assert words[1].confidence > 0.99
+
+
+def w(text: str, start: float, end: float) -> Word:
+    return Word(text, start, end, 0.9)
+
+
+def test_merge_keeps_overlap_words_once() -> None:
+    # Chunks [0, 10] and [8, 18]: overlap [8, 10], cut edges at 10 (chunk 1) and 8 (chunk 2).
+    first = [w("a", 1, 2), w("b", 8.2, 8.6), w("c", 9.5, 9.9)]
+    second = [w("b", 8.25, 8.65), w("c'", 9.45, 9.95), w("d", 12, 13)]
+    merged = merge_chunk_words([(0.0, 10.0, first), (8.0, 18.0, second)])
+    # "b" is further from chunk 1's cut (10) than from chunk 2's (8): chunk 1's copy; "c" the other way.
+    assert [x.word for x in merged] == ["a", "b", "c'", "d"]
+    assert merged[1].start == 8.2
+
+
+def test_merge_without_overlap_concatenates_and_keeps_distinct_neighbours() -> None:
+    merged = merge_chunk_words([(0.0, 5.0, [w("a", 1, 2)]), (5.0, 9.0, [w("b", 6, 7)])])
+    assert [x.word for x in merged] == ["a", "b"]
+    # Two different words touching in the overlap share little time: both stay.
+    merged = merge_chunk_words([(0.0, 10.0, [w("x", 8.0, 8.9)]), (8.0, 16.0, [w("y", 8.85, 9.6)])])
+    assert [x.word for x in merged] == ["x", "y"]
+    assert merge_chunk_words([]) == []
