@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from nue_core.atomic import atomic_folder
 from nue_core.composer import compose, export_config
 from nue_core.config import ModelConfig, read_yaml_mapping
-from nue_core.errors import CheckpointError, NueError
+from nue_core.errors import CheckpointError, NueError, one_line
 from nue_core.hub import fetch_checkpoint, looks_like_local_path  # fetch_checkpoint: also imported from here
 from nue_core.model import SpeechLM
 from nue_core.model_source import DEFAULT_MODEL_NAME, resolve_source
@@ -192,7 +192,7 @@ def load_checked(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path
     try:
         model.load_state_dict(state, strict=False)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: weights do not load: {' '.join(str(exc).split())[:500]}") from None
+        raise CheckpointError(f"{path}: weights do not load: {one_line(str(exc), 500)}") from None
 
 
 def _dtype(dtype: torch.dtype) -> str:

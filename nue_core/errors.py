@@ -143,3 +143,11 @@ def writing(path: Path | str) -> Iterator[None]:
         raise
     except OSError as exc:
         raise OutputError.from_oserror(exc.filename or path, exc) from exc
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` as one line: whitespace (newlines, tabs) folded to single spaces, and at most
+    ``limit`` characters (cut with "...") when given. Messages of torch, numpy, json and plugins
+    may span lines; a report line and a one-line-per-input output must not."""
+    folded = " ".join(text.split())
+    return folded if limit is None or len(folded) <= limit else folded[: limit - 3] + "..."

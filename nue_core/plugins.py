@@ -36,7 +36,7 @@ import pluggy
 
 from nue_core import hookspecs
 from nue_core.config import read_yaml_mapping
-from nue_core.errors import ConfigError, PluginError
+from nue_core.errors import ConfigError, PluginError, one_line
 from nue_core.registry import KINDS, ComponentEntry, Registry, check_name, new_entry
 from nue_core.torchaudio_guard import guard_torchaudio
 
@@ -318,11 +318,9 @@ def _conflict_line(what: str, owner: str, info: PluginInfo, result: PluginSet, d
 def short_error(exc: BaseException) -> str:
     """One line for an exception: type, message (whitespace folded, bounded) and where it was raised."""
     try:
-        message = " ".join(str(exc).split())
+        message = one_line(str(exc), 300)
     except Exception:  # a hostile __str__ must not break the report about it
         message = "<unprintable message>"
-    if len(message) > 300:
-        message = message[:297] + "..."
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
     return f"{type(exc).__name__}{': ' + message if message else ''}{where}"

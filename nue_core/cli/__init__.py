@@ -20,7 +20,7 @@ import sys
 import typer
 from typer.core import TyperCommand
 
-from nue_core.errors import NueError, OutputError
+from nue_core.errors import NueError, OutputError, one_line
 
 EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERNAL, EXIT_IO, EXIT_INTERRUPTED = 1, 2, 70, 74, 130
 DEBUG_VARIABLE = "NUE_DEBUG"
@@ -122,6 +122,6 @@ def _describe_failure(exc: Exception) -> tuple[str, int]:
         return f"{where}{errno_meaning(exc)}", EXIT_IO
     if isinstance(exc, MemoryError):
         return "out of memory; try a smaller --batch-size, a smaller model or shorter inputs", EXIT_INTERNAL
-    detail = " ".join(str(exc).split())[:300] or "(no message)"
+    detail = one_line(str(exc), 300) or "(no message)"
     return (f"internal error ({type(exc).__name__}: {detail}); this is a bug in nue-asr or a plugin: "
             f"run again with {DEBUG_VARIABLE}=1 to see the traceback and report it"), EXIT_INTERNAL

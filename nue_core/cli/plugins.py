@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nue_core.cli import app
+from nue_core.errors import one_line
 
 
 @app.command()
@@ -49,18 +50,15 @@ def plugins() -> None:
         console.print("folder layouts: load " + ", ".join(l.name for l in loaded.loaders)
                       + "; export " + ", ".join(sorted(loaded.exporters)))
     for info in loaded.broken:
-        typer.secho(_one_line(f"plugin '{info.name}' ({info.module}) is broken: {info.error}"), fg="red", err=True)
+        typer.secho(one_line(f"plugin '{info.name}' ({info.module}) is broken: {info.error}"), fg="red", err=True)
     unavailable: dict[str, list[str]] = {}  # one line per reason, however many components share it
     for kind in KINDS:
         for entry in loaded.registry.entries(kind):
             if entry.unavailable:
                 unavailable.setdefault(entry.unavailable, []).append(f"{kind} '{entry.name}'")
     for reason, names in unavailable.items():
-        typer.secho(_one_line(f"unavailable: {', '.join(names)}: {reason}"), fg="yellow", err=True)
+        typer.secho(one_line(f"unavailable: {', '.join(names)}: {reason}"), fg="yellow", err=True)
     for problem in loaded.problems:
-        typer.secho(_one_line(f"warning: {problem}"), fg="yellow", err=True)
+        typer.secho(one_line(f"warning: {problem}"), fg="yellow", err=True)
 
 
-def _one_line(text: str) -> str:
-    """A problem line as printed: one line each, whatever a plugin put in its text (newlines, tabs)."""
-    return " ".join(text.split())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Optional, Sequence
 
 from nue_core.dtypes import DTYPES
-from nue_core.errors import CheckpointError, NueError
+from nue_core.errors import CheckpointError, NueError, one_line
 from nue_core.generation import GenerationConfig
 from nue_core.inference.distributed import (
     barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
@@ -74,8 +74,7 @@ def load_model(source: str):  # type: ignore[no-untyped-def]
     except NueError:
         raise
     except (RuntimeError, ValueError, OSError) as exc:
-        detail = " ".join(str(exc).split())  # torch lists each mismatched tensor on a line of its own
-        detail = detail if len(detail) <= 400 else detail[:400] + " ..."
+        detail = one_line(str(exc), 400)  # torch lists each mismatched tensor on a line of its own
         raise CheckpointError(f"{source}: cannot load this model ({type(exc).__name__}: {detail})") from exc
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, Sequence
 
 from nue_core.atomic import temp_prefix
-from nue_core.errors import OutputError
+from nue_core.errors import OutputError, one_line
 from nue_core.inference.transcriber import TranscriptionResult
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,6 @@ def prepare_destination(path: Path) -> None:
         raise OutputError.from_oserror(path.parent, exc) from None
 
 
-def _one_line(text: str) -> str:
-    # Tabs and newlines inside a transcript would break the one-line-per-input text format.
-    return " ".join(text.split())
 
 
 def _tsv_field(text: str) -> str:
@@ -133,7 +130,7 @@ def format_result(result: TranscriptionResult, fmt: str, index: int | None = Non
     A tsv field holding a newline is quoted, so that row spans lines; text and jsonl rows never do.
     """
     if fmt == "text":
-        return _one_line(result.text)
+        return one_line(result.text)
     if fmt == "tsv":
         return f"{_tsv_field(result.id or result.source)}\t{_tsv_field(result.text)}"
     if fmt == "jsonl":

@@ -30,7 +30,7 @@ import torch
 
 from nue_core.atomic import atomic_folder, discard_folder
 from nue_core.checkpoint import WEIGHTS_FILE, read_state_dict, save_model, save_state_dict
-from nue_core.errors import CheckpointError, OutputError
+from nue_core.errors import CheckpointError, OutputError, one_line
 from nue_core.train.run_folder import CHECKPOINTS, STEP_PREFIX
 
 PREFIX = STEP_PREFIX
@@ -215,8 +215,7 @@ def _check_rng(path: Path, tensors: dict[str, torch.Tensor], json_part: Any) -> 
 
 def _short(exc: BaseException) -> str:
     """An exception as one short line (messages of numpy or json may span lines)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return one_line(str(exc), 200) or type(exc).__name__
 
 
 def _write_json(path: Path, data: Any) -> None:
