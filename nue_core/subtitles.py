@@ -29,6 +29,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Protocol, Sequence
 
+# What times a transcript can carry: "segment" (every model), "word" (a model with a CTC head).
+TIMESTAMP_KINDS = ("segment", "word")
+
 # Code point ranges written without spaces between words.
 _CJK_RANGES = (
     (0x3000, 0x303F),  # CJK symbols and punctuation (、。「」)

@@ -13,15 +13,23 @@ Word boundaries come from the token pieces (``piece_of(token_id)``):
 - a word whose text is empty (a lone "▁" at the end) is dropped.
 
 A CTC head fires on a spike of one or two frames, usually near a word's onset, so raw spans end
-too early. ``Refinement`` lists the edge refinements; each can be switched off so a benchmark can
-measure what it buys:
+too early (default model, 80 ms CTC frames: raw starts +69 ms late, ends 220 ms early on held-out
+speech). ``Refinement`` lists the edge refinements; each can be switched off so a benchmark
+(benchmarks/word_timestamps.py) can measure what it buys. "Evidence" is a (t,) bool array, True
+on frames with speech (``nue_core.inference.timestamps`` derives it from frame energy):
 
-1. ``extend_end``: a word's end moves up to the next word's first token frame (never past it),
-   at most ``max_end_extension_s`` seconds and never past the last frame.
-2. ``use_evidence``: when a ``speech_evidence`` array is given (frames with speech: energy above
-   a floor, or a non-blank posterior), extensions stop at the first frame without speech.
-3. ``extend_start``: with evidence only, a word's start moves back over speech frames, at most
+1. ``trim`` (evidence only): a word's span loses the frames without speech at both of its ends
+   (a span with no speech frame is kept whole).
+2. ``extend_start`` (evidence only): a word's start moves back over speech frames, at most
    ``max_start_extension_s`` and never before the previous word's (refined) end.
+3. ``extend_end``: a word's end moves up to the next word's first token frame (never past it),
+   at most ``max_end_extension_s`` seconds and never past the last frame.
+4. ``use_evidence``: whether the evidence is used at all; with it, the end extension also stops
+   at the first frame without speech. Without (switched off, or no array given) ``trim`` and
+   ``extend_start`` do nothing and the end extension runs to its limits.
+
+The frames may be finer than the CTC frames (spans scaled by an integer factor, ``frame_s``
+divided by it) so that evidence places edges closer than one CTC frame.
 """
 
 from __future__ import annotations
@@ -38,12 +46,17 @@ MARKERS = ("▁", "Ġ", " ")
 
 @dataclass(frozen=True)
 class Word:
-    """A word with absolute times in seconds and a confidence in (0, 1]."""
+    """A word with times in seconds, a confidence in (0, 1] and the token ids it was read from.
+
+    ``tokens`` let a caller rebuild text exactly as the tokenizer decodes it (a chunked file's
+    transcript is the decoding of the words it keeps; see ``nue_core.inference.assembly``).
+    """
 
     word: str
     start: float
     end: float
     confidence: float
+    tokens: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,10 @@ class Refinement:
     use_evidence: bool = True
     extend_start: bool = True
     max_start_extension_s: float = 0.2
+    trim: bool = True
 
 
-RAW = Refinement(extend_end=False, use_evidence=False, extend_start=False)
+RAW = Refinement(extend_end=False, use_evidence=False, extend_start=False, trim=False)
 
 
 def group_words(
@@ -111,7 +125,8 @@ def words_from_spans(
     for (text, group), (start, end) in zip(groups, edges):
         # Each token counts once: a token held over many frames does not outweigh the others.
         confidence = float(np.mean([s.confidence for s in group]))
-        words.append(Word(text, offset_s + start * frame_s, offset_s + end * frame_s, confidence))
+        words.append(Word(text, offset_s + start * frame_s, offset_s + end * frame_s, confidence,
+                          tuple(int(s.token) for s in group)))
     return words
 
 
@@ -126,11 +141,15 @@ def refine_edges(
     max_end = round(refine.max_end_extension_s / frame_s)
     max_start = round(refine.max_start_extension_s / frame_s)
     limit_all = num_frames if num_frames is not None else max((e for _, e in raw), default=0) + max_end
-    has_speech = (lambda f: f < len(evidence) and bool(evidence[f])) if evidence is not None else None
+    speech = None if evidence is None else np.asarray(evidence, dtype=bool)
+    has_speech = (lambda f: 0 <= f < len(speech) and bool(speech[f])) if speech is not None else None
     out: list[tuple[int, int]] = []
     for i, (start, end) in enumerate(raw):
+        if refine.trim and has_speech is not None:
+            start, end = trimmed(start, end, has_speech)
+        floor = max(out[-1][1] if out else 0, 0)
         if refine.extend_start and has_speech is not None:
-            floor = max(out[-1][1] if out else 0, start - max_start, 0)
+            floor = max(floor, start - max_start)
             while start > floor and has_speech(start - 1):
                 start -= 1
         if refine.extend_end:
@@ -141,6 +160,12 @@ def refine_edges(
                 end += 1
         out.append((start, end))
     return out
+
+
+def trimmed(start: int, end: int, has_speech: Callable[[int], bool]) -> tuple[int, int]:
+    """Drop the frames without speech at both ends of [start, end); a span with none is kept whole."""
+    voiced = [f for f in range(start, end) if has_speech(f)]
+    return (voiced[0], voiced[-1] + 1) if voiced else (start, end)
 
 
 def merge_chunk_words(chunks: Sequence[tuple[float, float, Sequence[Word]]]) -> list[Word]:

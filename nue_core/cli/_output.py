@@ -35,12 +35,13 @@ def pick_output(
     return chosen
 
 
-def check_output(path: Path, folder: bool = False, create_parents: bool = False) -> None:
-    """A usage error naming ``--output`` (exit 2) unless ``path`` can be written; call it first.
+def check_output(path: Path, folder: bool = False, create_parents: bool = False, option: str = "--output") -> None:
+    """A usage error naming ``option`` (exit 2) unless ``path`` can be written; call it first.
 
     Args:
         folder: ``path`` is a folder to write into (else a file).
         create_parents: create the missing folders that will hold the file ``path``.
+        option: the option that gave ``path`` (``--output``, ``--output-dir`` ...).
 
     Raises:
         typer.BadParameter: what is wrong (a file in the way, not writable ...) and the path.
@@ -54,4 +55,4 @@ def check_output(path: Path, folder: bool = False, create_parents: bool = False)
         else:
             check_destination(path, folder=folder)
     except OutputError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--output'") from None
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None

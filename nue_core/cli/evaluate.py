@@ -1,5 +1,10 @@
 """``nue evaluate MODEL MANIFEST``: CER / WER (jiwer) with language-aware normalisation, and speed.
 
+With ``--timestamps`` the model also gives word times (it needs a CTC head), and the words of
+manifest entries that carry true word times (JSONL ``words``) are scored: among correctly
+recognised words, the share whose predicted midpoint lies inside the true span and the mean
+absolute start and end errors (``nue_core.timing_metrics``), per utterance and overall.
+
 Writes ``results.jsonl`` (one line per utterance, as each is decoded, through
 ``results.jsonl.partial``) and ``summary.json`` into ``--output DIR``, which is checked before
 decoding; each file replaces a previous one only once complete. An utterance whose audio cannot be
@@ -42,8 +47,9 @@ def evaluate(
     device: opt.Device = None,
     dtype: opt.DType = None,
     progress: opt.Progress = True,
+    timestamps: bool = typer.Option(False, "--timestamps", help="also score word timing against the manifest's 'words' (needs a model with a CTC head)"),
 ) -> None:
-    """Score a model on a manifest: CER, WER, real-time factor."""
+    """Score a model on a manifest: CER, WER, real-time factor (and word timing with --timestamps)."""
     from nue_core.inference.distributed import dist_info
     from nue_core.cli._run_report import exit_on_failures, progress_bar
     from nue_core.inference.runner import RunOptions, run_transcription
@@ -54,10 +60,14 @@ def evaluate(
     out = pick_output(ctx, output, old_out)
     if out is not None:  # found now, not after decoding
         check_output(out, folder=True)
-    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit)
+    options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit,
+                         timestamps="word" if timestamps else None)
     entries = read_entries(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
+    if timestamps and not any(getattr(e, "words", None) for e in entries):
+        raise typer.BadParameter(f"{manifest} gives no word times: add 'words' [{{word, start, end}}] to its "
+                                 "entries (JSONL) to score timing", param_hint="'--timestamps'")
     try:
         lang = resolve_language(language, [e.text for e in entries])
     except ValueError as exc:
@@ -75,12 +85,28 @@ def evaluate(
         return
     wall = time.perf_counter() - start
     summary = summarize([e.text for e in entries], results, lang, wall)
+    if timestamps:
+        summary["timing"] = timing_summary(entries, results, lang)
     summary.update({"model": model, "manifest": str(manifest), "num_beams": num_beams, "ctc_weight": ctc_weight,
                     "repetition_limit": repetition_limit, "batch_size": batch_size})
     if out is not None:
         write_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     _print_summary(summary)
     exit_on_failures(results, "{failed} utterance(s) failed (scored as empty):")
+
+
+def timing_summary(entries: Sequence[Utterance], results: Sequence[TranscriptionResult], language: str) -> dict[str, Any]:
+    """Word timing error over the entries that carry word times (``nue_core.timing_metrics``)."""
+    from dataclasses import asdict
+
+    from nue_core.timing_metrics import matched_pairs, timing_scores
+
+    pairs, total = [], 0
+    for entry, result in zip(entries, results):
+        if entry.words:
+            total += len(entry.words)
+            pairs += matched_pairs(entry.words, result.words or [], language)
+    return asdict(timing_scores(pairs, total))
 
 
 def summarize(references: Sequence[str], results: Sequence, language: str, wall_seconds: float) -> dict:
@@ -129,8 +155,17 @@ def result_row(entry: Utterance, result: TranscriptionResult, language: str) -> 
     from nue_core.metrics import utterance_rates
 
     cer, wer = utterance_rates(entry.text, result.text, language)
-    return {"id": entry.id, "audio": str(entry.audio), "ref": entry.text, "hyp": result.text, "cer": cer,
-            "wer": wer, "seconds": result.seconds, "elapsed": result.elapsed, "error": result.error}
+    row = {"id": entry.id, "audio": str(entry.audio), "ref": entry.text, "hyp": result.text, "cer": cer,
+           "wer": wer, "seconds": result.seconds, "elapsed": result.elapsed, "error": result.error}
+    if entry.words and result.words is not None:
+        from dataclasses import asdict
+
+        from nue_core.timing_metrics import matched_pairs, timing_scores
+
+        scores = timing_scores(matched_pairs(entry.words, result.words, language), len(entry.words))
+        row["timing"] = asdict(scores)
+        row["words"] = [{"word": w.word, "start": w.start, "end": w.end} for w in result.words]
+    return row
 
 
 def _print_summary(summary: dict) -> None:
@@ -144,6 +179,13 @@ def _print_summary(summary: dict) -> None:
             ("CER", f"{100 * summary['cer']:.2f} %"), ("WER", f"{100 * summary['wer']:.2f} %"),
             ("audio", f"{summary['audio_seconds']:.1f} s"),
             ("RTF", "n/a" if summary["rtf"] is None else f"{summary['rtf']:.4f}")]
+    timing = summary.get("timing")
+    if timing is not None:
+        rows.append(("timed words", f"{timing['matched_words']} of {timing['reference_words']} matched"))
+        if timing["matched_words"]:
+            rows += [("midpoint in span", f"{100 * timing['midpoint_inside']:.1f} %"),
+                     ("|start error|", f"{1000 * timing['mean_abs_start']:.0f} ms"),
+                     ("|end error|", f"{1000 * timing['mean_abs_end']:.0f} ms")]
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)

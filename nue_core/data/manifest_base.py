@@ -35,6 +35,15 @@ class ManifestError(InputError, ValueError):
 
 
 @dataclass(frozen=True)
+class ReferenceWord:
+    """A word of a reference transcript with its true times, seconds from the audio's start."""
+
+    word: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class Utterance:
     """One manifest entry.
 
@@ -47,6 +56,7 @@ class Utterance:
         start, end: segment bounds in seconds within ``audio`` (Kaldi ``segments``), or None; an end
             of None with a start runs to the end of the recording.
         source: ``file:line`` the entry came from, for error messages.
+        words: the true words with their times (JSONL ``words``), for timing evaluation, or None.
     """
 
     id: str
@@ -57,6 +67,7 @@ class Utterance:
     start: float | None = None
     end: float | None = None
     source: str = ""
+    words: tuple[ReferenceWord, ...] | None = None
 
 
 @dataclass(frozen=True)

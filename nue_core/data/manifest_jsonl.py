@@ -1,4 +1,7 @@
-"""JSONL manifests: one object per line, ``{"audio": path, "text": ..., "duration"?, "speaker"?, "id"?}``.
+"""JSONL manifests: one object per line, ``{"audio": path, "text": ..., "duration"?, "speaker"?, "id"?, "words"?}``.
+
+``words`` (optional, for ``nue evaluate --timestamps``) lists the true word times:
+``[{"word": "seven", "start": 0.42, "end": 0.81}, ...]``, seconds from the start of the audio.
 
 Audio paths are relative to the manifest's folder. Every line is checked on its own: a bad line
 becomes a ``ManifestProblem`` naming ``file:line`` and the field, and the other lines are still read.
@@ -11,9 +14,13 @@ import math
 import re
 from pathlib import Path
 
-from nue_core.data.manifest_base import ManifestProblem, ManifestRead, Utterance, read_lines, text_problem
+from nue_core.data.manifest_base import (
+    ManifestProblem, ManifestRead, ReferenceWord, Utterance, read_lines, text_problem,
+)
 
-KEYS = ("audio", "text", "duration", "speaker", "id")
+KEYS = ("audio", "text", "duration", "speaker", "id", "words")
+WORD_KEYS = ("word", "start", "end")
+MAX_WORDS = 100_000  # per entry; a day of speech holds fewer
 # An entry is one flat object (depth 1); the bound is far above that and far below where
 # json.loads recurses out of stack (it raises RecursionError near depth 1000).
 MAX_JSON_DEPTH = 64
@@ -100,6 +107,7 @@ def _entry(text: str, where: str, base: Path, require_text: bool) -> Utterance:
     return Utterance(
         id=_label(obj, "id", where), audio=_resolve(base, audio), text=obj.get("text", ""),
         duration=_duration(obj.get("duration")), speaker=_label(obj, "speaker", None), source=where,
+        words=_words(obj.get("words")),
     )
 
 
@@ -125,7 +133,12 @@ def _label(obj: dict, key: str, default: str | None) -> str | None:
 def _duration(value: object) -> float | None:
     if value is None:
         return None
-    message = "'duration' must be a finite, non-negative number of seconds"
+    return _seconds(value, "'duration'")
+
+
+def _seconds(value: object, name: str) -> float:
+    """A finite, non-negative number of seconds, else _BadLine naming ``name``."""
+    message = f"{name} must be a finite, non-negative number of seconds"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise _BadLine(message)
     try:
@@ -135,6 +148,30 @@ def _duration(value: object) -> float | None:
     if not math.isfinite(seconds) or seconds < 0:
         raise _BadLine(message)
     return seconds
+
+
+def _words(value: object) -> tuple[ReferenceWord, ...] | None:
+    """The ``words`` list: objects with a non-empty ``word`` and ``start`` <= ``end`` in seconds."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _BadLine("'words' must be a list of {\"word\", \"start\", \"end\"} objects")
+    if len(value) > MAX_WORDS:
+        raise _BadLine(f"'words' holds {len(value)} items; at most {MAX_WORDS} per entry")
+    out = []
+    for k, item in enumerate(value):
+        name = f"'words'[{k}]"
+        if not isinstance(item, dict) or set(item) != set(WORD_KEYS):
+            raise _BadLine(f"{name} must be an object with exactly the keys word, start, end")
+        word = item["word"]
+        if not isinstance(word, str) or not word.strip():
+            raise _BadLine(f"{name}.word must be a non-empty string")
+        _check_text(word, f"words[{k}].word")
+        start, end = _seconds(item["start"], f"{name}.start"), _seconds(item["end"], f"{name}.end")
+        if end < start:
+            raise _BadLine(f"{name}: end {end} is before start {start}")
+        out.append(ReferenceWord(word, start, end))
+    return tuple(out)
 
 
 def _resolve(base: Path, audio: str) -> Path:

@@ -11,6 +11,7 @@ Shape legend: s = samples.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,14 @@ def _units(text: str, by_chars: bool) -> list[str]:
     return list(text.replace(" ", "")) if by_chars else text.split()
 
 
-def join_texts(left: str, right: str, max_skip: int = 2, max_overlap: int = 32) -> str:
+# The most a speaker says per second: words for spaced text, characters for text written without
+# spaces (fast Japanese runs near 8 morae a second, which kanji write in fewer characters). Bounds
+# how many units an overlap of known length can have produced twice.
+WORDS_PER_SECOND = 5.0
+CHARS_PER_SECOND = 12.0
+
+
+def join_texts(left: str, right: str, max_skip: int = 2, max_overlap: int = 32, overlap_seconds: float | None = None) -> str:
     """Join two consecutive chunk transcripts, dropping what their shared audio produced twice.
 
     Finds the longest run of units (words; characters for text written without spaces, such as
@@ -91,6 +99,10 @@ def join_texts(left: str, right: str, max_skip: int = 2, max_overlap: int = 32) 
     edge units must be one unit longer than exact ones, so chance matches of a single word are not
     taken for overlap.
 
+    ``overlap_seconds``, when given, caps the run at what that much audio can hold (plus the edge
+    units): repetitive speech ("one one one ...") would otherwise match a long run of real,
+    distinct words and lose them.
+
     Returns:
         the joined text; ``left + " " + right`` (no space for character text) when nothing matches.
     """
@@ -98,6 +110,9 @@ def join_texts(left: str, right: str, max_skip: int = 2, max_overlap: int = 32) 
         return (left.strip() or right.strip())
     by_chars = " " not in left.strip() and " " not in right.strip() and not _looks_spaced(left + right)
     a, b = _units(left, by_chars), _units(right, by_chars)
+    if overlap_seconds is not None:
+        rate = CHARS_PER_SECOND if by_chars else WORDS_PER_SECOND
+        max_overlap = min(max_overlap, math.ceil(overlap_seconds * rate) + max_skip)
     need = 2 if by_chars else 1
     best: tuple[int, int, int] | None = None  # (run length, units dropped from left, from right)
     for skip_a in range(min(max_skip, len(a)) + 1):
@@ -128,9 +143,9 @@ def _longest_run(a: list[str], b: list[str], max_overlap: int) -> int:
     return 0
 
 
-def join_all(texts: list[str]) -> str:
-    """Chunk transcripts of one clip, in order -> one transcript."""
+def join_all(texts: list[str], overlap_seconds: float | None = None) -> str:
+    """Chunk transcripts of one clip, in order -> one transcript (see ``join_texts``)."""
     out = ""
     for text in texts:
-        out = join_texts(out, text) if out else text.strip()
+        out = join_texts(out, text, overlap_seconds=overlap_seconds) if out else text.strip()
     return out

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Optional, Sequence
 
 from nue_core.dtypes import DTYPES
-from nue_core.errors import CheckpointError, NueError, one_line
+from nue_core.errors import CheckpointError, ConfigError, NueError, one_line
 from nue_core.generation import GenerationConfig
 from nue_core.inference.distributed import (
     barrier, dist_info, finish_distributed, init_distributed, merge_parts, part_path, shard, write_part,
 )
 from nue_core.inference.sources import AudioInput
+from nue_core.inference.timestamps import KINDS as TIMESTAMP_KINDS
+from nue_core.inference.timestamps import check_timestamps
 from nue_core.inference.transcriber import Transcriber, TranscriptionResult
 
 # Called with (input index, result) for each input, in input order.
@@ -40,6 +42,7 @@ class RunOptions:
     max_new_tokens: int | None = None
     ctc_weight: float | None = None  # None: the model config's decode.ctc_weight
     repetition_limit: int | None = None  # None: the model config's decode.repetition_limit
+    timestamps: str | None = None  # None, "segment" or "word" (see Transcriber)
 
     def __post_init__(self) -> None:
         # Checked before the model loads, so a typo costs nothing.
@@ -49,6 +52,8 @@ class RunOptions:
             raise NueError(f"--ctc-weight {self.ctc_weight}: must be between 0 and 1")
         if self.repetition_limit is not None and self.repetition_limit < 0:
             raise NueError(f"--repetition-limit {self.repetition_limit}: must be 0 (off) or more")
+        if self.timestamps is not None and self.timestamps not in TIMESTAMP_KINDS:
+            raise NueError(f"unknown --timestamps '{self.timestamps}'; choose {' or '.join(TIMESTAMP_KINDS)}")
 
 
 def pick_device(device: str | None, local_rank: int = 0) -> str:
@@ -114,8 +119,12 @@ def run_transcription(
             model.check_generation(generation)
         except ValueError as exc:
             raise NueError(f"{model_source}: {exc}") from None
+        try:  # word timestamps on a model without a CTC head: one line naming the option, not a traceback
+            check_timestamps(model, options.timestamps)
+        except ConfigError as exc:
+            raise NueError(f"--timestamps {options.timestamps}: {model_source}: {exc}") from None
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
-                                  device=device, dtype=options.dtype)
+                                  device=device, dtype=options.dtype, timestamps=options.timestamps)
         mine = shard(inputs, info)
         bar = progress_bar if options.progress and info.is_main else None
         results = _decode(transcriber, [item for _, item in mine], bar, on_result if info.world == 1 else None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -23,10 +23,11 @@ import torch
 from nue_core.data.audio import AudioError
 from nue_core.dtypes import resolve_dtype
 from nue_core.generation import GenerationConfig
-from nue_core.inference.chunking import ChunkPlan, join_all, split_points
+from nue_core.inference.assembly import ChunkOutput, assemble
+from nue_core.inference.chunking import ChunkPlan, split_points
 from nue_core.inference.sources import AudioInput, describe, load_input
-from nue_core.inference.timestamps import Segment, check_timestamps, segments_of, word_times
-from nue_core.word_timing import Word, merge_chunk_words
+from nue_core.inference.timestamps import Segment, check_timestamps, word_times
+from nue_core.word_timing import Word
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class _Chunk:
     item: int
     samples: np.ndarray  # (s,)
     bounds: tuple[int, int] = (0, 0)  # (start, end) samples in the file
+    timed: bool = False  # align its words (word timestamps, or joining a chunked file by time)
+    ids: list[int] = field(default_factory=list)
     text: str = ""
     error: str | None = None
     elapsed: float = 0.0
@@ -167,7 +170,9 @@ class Transcriber:
                 results.append(TranscriptionResult(source, error=str(exc), id=uid, elapsed=time.perf_counter() - start))
                 continue
             bounds = split_points(samples, self.model.sample_rate, self.chunking)  # type: ignore[arg-type]
-            segments += [_Chunk(i, samples[a:b], (a, b)) for a, b in bounds]
+            # Chunks of a long file are joined by their words' times when the model can time them.
+            timed = self.timestamps == "word" or (len(bounds) > 1 and self._has_ctc_head)
+            segments += [_Chunk(i, samples[a:b], (a, b), timed=timed) for a, b in bounds]
             seconds = samples.shape[0] / self.model.sample_rate
             results.append(TranscriptionResult(source, seconds=seconds, id=uid, chunks=len(bounds),
                                                elapsed=time.perf_counter() - start))
@@ -183,24 +188,15 @@ class Transcriber:
             errors = [s.error for s in mine if s.error]
             if errors:
                 result.error = f"{result.source}: {errors[0]}"
-            else:
-                result.text = join_all([s.text for s in mine])
-                self._add_timestamps(result, mine)
+                continue
+            joined = assemble([ChunkOutput(c.bounds, c.ids, c.text, c.words) for c in mine], self.model.sample_rate,
+                              self.chunking.overlap_seconds, self.model.tokenizer.decode)  # type: ignore[union-attr]
+            result.text = joined.text
+            if self.timestamps is not None:
+                result.segments = joined.segments
+            if self.timestamps == "word":
+                result.words = joined.words
         return results
-
-    def _add_timestamps(self, result: TranscriptionResult, chunks: list[_Chunk]) -> None:
-        """Fill ``result.segments`` (and ``words``) from its decoded chunks, in file order."""
-        if self.timestamps is None:
-            return
-        rate = self.model.sample_rate
-        result.segments = segments_of([c.bounds for c in chunks], [c.text for c in chunks], rate)
-        if self.timestamps != "word" or any(c.words is None for c in chunks):
-            return
-        shifted = []
-        for c in chunks:
-            a, b = c.bounds[0] / rate, c.bounds[1] / rate
-            shifted.append((a, b, [replace(w, start=w.start + a, end=w.end + a) for w in c.words or []]))
-        result.words = merge_chunk_words(shifted)
 
     def _decode_all(self, segments: list[_Chunk]) -> None:
         # Longest first: an out-of-memory error shows up on the first batch, not after hours.
@@ -215,7 +211,7 @@ class Transcriber:
         """Decode ``group`` as one batch; on failure split it (halves on OOM, singles otherwise)."""
         start = time.perf_counter()
         try:
-            texts, words = self._decode_batch([segments[k].samples for k in group])
+            ids, words = self._decode_batch([segments[k].samples for k in group], [segments[k].timed for k in group])
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the whole run
             oom = is_out_of_memory(exc)
             if oom and torch.cuda.is_available():
@@ -234,16 +230,23 @@ class Transcriber:
                 k += step
             return
         share = (time.perf_counter() - start) / len(group)
-        for k, text, found in zip(group, texts, words):
-            segments[k].text, segments[k].elapsed, segments[k].words = text, share, found
+        for k, item_ids, found in zip(group, ids, words):
+            chunk = segments[k]
+            chunk.ids, chunk.words, chunk.elapsed = item_ids, found, share
+            chunk.text = self.model.tokenizer.decode(item_ids).strip()
 
     def decode_arrays(self, arrays: list[np.ndarray]) -> list[str]:
         """Transcribe one batch of clips, each (s,) float32 at the model's rate and within its limit."""
-        return self._decode_batch(arrays)[0]
+        ids, _ = self._decode_batch(arrays, [False] * len(arrays))
+        return [self.model.tokenizer.decode(x).strip() for x in ids]
+
+    @property
+    def _has_ctc_head(self) -> bool:
+        return getattr(self.model.bridge, "ctc_blank_id", None) is not None
 
     @torch.inference_mode()
-    def _decode_batch(self, arrays: list[np.ndarray]) -> tuple[list[str], list[list[Word] | None]]:
-        """Texts of one batch, and with ``timestamps="word"`` each clip's words (None otherwise)."""
+    def _decode_batch(self, arrays: list[np.ndarray], timed: list[bool]) -> tuple[list[list[int]], list[list[Word] | None]]:
+        """Token ids of one batch, and the words of each clip marked in ``timed`` (None for the others)."""
         lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
         waves = torch.zeros(len(arrays), int(lengths.max()), dtype=self.model.input_dtype)  # (b, s), right-padded
         for i, a in enumerate(arrays):
@@ -251,10 +254,10 @@ class Transcriber:
         device = self.model.device
         waves, lengths = waves.to(device), lengths.to(device)
         ids = self.model.generate(waves, lengths, self.generation)
-        texts = [self.model.tokenizer.decode(x).strip() for x in ids]
-        if self.timestamps != "word":
-            return texts, [None] * len(texts)
-        return texts, word_times(self.model, waves, lengths, ids)
+        if not any(timed):
+            return ids, [None] * len(ids)
+        words = word_times(self.model, waves, lengths, ids)
+        return ids, [w if t else None for w, t in zip(words, timed)]
 
 
 def transcribe(model: torch.nn.Module, inputs: Iterable[AudioInput], **options: Any) -> list[TranscriptionResult]:

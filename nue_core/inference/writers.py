@@ -1,21 +1,21 @@
-"""Result files: plain text, TSV, JSONL and JSON, chosen by name suffix or explicitly.
+"""Result files: plain text, TSV, JSONL, JSON, SRT and WebVTT, chosen by name suffix or explicitly.
 
 - text: one transcript per input line (a failed input leaves an empty line, so lines stay aligned).
 - tsv: ``id<TAB>transcript`` (id: the manifest id, else the path); a field holding a tab,
   newline, carriage return or double quote is put in double quotes (its quotes doubled), so
   ``csv.reader(open(f, newline=""), delimiter="\\t")`` reads back exactly what was written.
-- jsonl: one JSON object per input with every field of ``TranscriptionResult`` and ``index``
-  (this is also the format of data-parallel parts).
+  With timestamps: the header ``id<TAB>start<TAB>end<TAB>text``, then one row per segment.
+- jsonl: one JSON object per input with every field of ``TranscriptionResult``, ``index`` and
+  OpenAI's verbose_json keys (``duration``; ``segments`` / ``words`` when asked for); this is
+  also the format of data-parallel parts. See ``nue_core.inference.renderers``.
 - json: ONE JSON document, a list of the jsonl objects in input order (``json.load`` reads it).
+- srt, vtt: the subtitles of ONE input (``--output-dir`` writes one file per input).
 
 A file is written atomically and as results come: rows go to ``<name>.partial`` (flushed after
 each window of inputs), which replaces ``<name>`` only when complete, so a previous file stays
 intact until then and a run that stops early keeps what it finished in ``<name>.partial`` (json:
 the jsonl records; the json document is written at the end). Characters that UTF-8 cannot hold
 (lone surrogates, e.g. from a file name that is not UTF-8) are written as ``\\uXXXX`` escapes.
-
-Subtitle formats (srt, vtt) need timestamps, which decoding does not give yet: they are refused
-with a message rather than written as something else under their name.
 """
 
 from __future__ import annotations
@@ -23,19 +23,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any, Sequence
 
 from nue_core.atomic import temp_prefix
-from nue_core.errors import OutputError, one_line
+from nue_core.errors import OutputError
+from nue_core.inference.renderers import (
+    SUBTITLE_FORMATS, TSV_HEADER, render, result_from_record, result_record,
+)
 from nue_core.inference.transcriber import TranscriptionResult
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("text", "tsv", "jsonl", "json")
-TIMESTAMP_FORMATS = ("srt", "vtt")
-_SUFFIXES = {".txt": "text", ".text": "text", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}
+FORMATS = ("text", "tsv", "jsonl", "json", "srt", "vtt")
+ALL_FORMATS = ("text", "tsv", "srt", "vtt", "json")  # --format all (with --output-dir), as whisper's
+EXTENSIONS = {"text": ".txt", "tsv": ".tsv", "jsonl": ".jsonl", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
+_SUFFIXES = {".txt": "text", ".text": "text", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json", ".srt": "srt",
+             ".vtt": "vtt"}
 _CHOICES = " | ".join(FORMATS)
 PARTIAL_SUFFIX = ".partial"
 
@@ -62,8 +66,6 @@ def infer_format(path: Path | None, fmt: str | None, default: str = "text") -> s
 def _known(fmt: str, shown: str) -> str:
     if fmt in FORMATS:
         return fmt
-    if fmt in TIMESTAMP_FORMATS:
-        raise ValueError(f"{fmt} needs timestamps, which are not available yet; formats: {_CHOICES}")
     raise ValueError(f"unknown output format {shown}; formats: {_CHOICES}")
 
 
@@ -105,37 +107,15 @@ def prepare_destination(path: Path) -> None:
         raise OutputError.from_oserror(path.parent, exc) from None
 
 
-
-
-def _tsv_field(text: str) -> str:
-    # Quoted as the csv module's excel-tab dialect reads it back: a field holding a tab, a quote,
-    # \r or \n goes in double quotes, its quotes doubled. (csv.writer itself leaves a lone \r
-    # unquoted when rows end in \n, and csv.reader then splits the row there.)
-    if any(c in text for c in '\t\n\r"'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def result_record(result: TranscriptionResult, index: int | None = None) -> dict[str, Any]:
-    """Every field of ``result`` (plus ``index`` when given) as a JSON-ready dict."""
-    obj = asdict(result)
-    if index is not None:
-        obj["index"] = index
-    return obj
-
-
-def format_result(result: TranscriptionResult, fmt: str, index: int | None = None) -> str:
-    """The text for ``result`` in a line-per-input format, without the final newline.
+def format_result(result: TranscriptionResult, fmt: str, index: int | None = None, timed: bool = False) -> str:
+    """The text for ``result`` in a line-per-input format (text, tsv, jsonl), without the final newline.
 
     A tsv field holding a newline is quoted, so that row spans lines; text and jsonl rows never do.
+    ``timed``: tsv rows with start and end, one per segment (``renderers.tsv_rows``).
     """
-    if fmt == "text":
-        return one_line(result.text)
-    if fmt == "tsv":
-        return f"{_tsv_field(result.id or result.source)}\t{_tsv_field(result.text)}"
-    if fmt == "jsonl":
-        return json.dumps(result_record(result, index), ensure_ascii=False)
-    raise ValueError(f"'{fmt}' is not a line-per-input format")
+    if fmt not in ("text", "tsv", "jsonl"):
+        raise ValueError(f"'{fmt}' is not a line-per-input format")
+    return render(result, fmt, index, timed)[:-1]
 
 
 def write_line(handle: IO[str], result: TranscriptionResult, fmt: str, index: int | None = None) -> None:
@@ -159,8 +139,7 @@ def read_jsonl_results(path: Path) -> list[tuple[int, TranscriptionResult]]:
         for line in handle:
             if line.strip():
                 obj = json.loads(line)
-                index = obj.pop("index")
-                out.append((int(index), TranscriptionResult(**obj)))
+                out.append((int(obj["index"]), result_from_record(obj)))
     return out
 
 
@@ -270,19 +249,26 @@ class ResultWriter:
     Args:
         path: the output file (written through ``LineFile``), or None to write to ``stream``.
         fmt: one of ``FORMATS``; json collects the records and writes one document at the end
-            (its partial file holds the jsonl records meanwhile).
+            (its partial file holds the jsonl records meanwhile); srt and vtt hold one input.
         stream: where results go when ``path`` is None (e.g. ``sys.stdout``).
+        timed: the results carry timestamps: tsv gets the header ``TSV_HEADER`` and a row per segment.
     """
 
-    def __init__(self, path: Path | None, fmt: str, stream: IO[str] | None = None) -> None:
-        self.path, self.fmt, self.stream = path, fmt, stream
+    def __init__(self, path: Path | None, fmt: str, stream: IO[str] | None = None, timed: bool = False) -> None:
+        self.path, self.fmt, self.stream, self.timed = path, fmt, stream, timed
         self._records: list[dict[str, Any]] = []
+        self._count = 0
         self._file = LineFile(path) if path is not None else None
 
     def add(self, index: int, result: TranscriptionResult) -> None:
         """Write ``result``, the ``index``-th input (call in input order)."""
+        if self.fmt in SUBTITLE_FORMATS and self._count:
+            raise ValueError(f"{self.fmt} holds the subtitles of one input; write each to a file of its own")
         line_fmt = "jsonl" if self.fmt == "json" else self.fmt
-        text = format_result(result, line_fmt, index if line_fmt == "jsonl" else None) + "\n"
+        text = render(result, line_fmt, index if line_fmt == "jsonl" else None, self.timed)
+        if self.fmt == "tsv" and self.timed and not self._count:
+            text = TSV_HEADER + "\n" + text
+        self._count += 1
         if self.fmt == "json":
             self._records.append(result_record(result, index))
         if self._file is not None:

@@ -8,4 +8,5 @@ def register_encoders(register):  # type: ignore[no-untyped-def]
     from nue_fbank.encoder import FbankEncoderOptions, FbankTransformerEncoder
 
     register("fbank-transformer", FbankTransformerEncoder.from_options, options=FbankEncoderOptions,
-             aliases=("fbank", "logmel"))
+             aliases=("fbank", "logmel"),
+             description="log-mel filterbank + conv subsampling (4x) + Transformer, trained from scratch; no download")

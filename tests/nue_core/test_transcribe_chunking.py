@@ -1,5 +1,7 @@
 """Long-audio chunking: cuts at quiet points within the limit, overlap removed when joining texts."""
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -79,3 +81,12 @@ def test_join_recovers_unique_word_sequences(words, data):
     left, right = words[: cut + overlap], words[cut:]
     # 'right' starts at cut, 'left' runs overlap words past it: the shared words appear once
     assert join_texts(" ".join(left), " ".join(right)).split() == words
+
+
+def test_a_short_overlap_cannot_swallow_repeated_words() -> None:
+    left, right = "one " * 12 + "one", "one " * 12 + "one"
+    # Unbounded, the whole of `right` reads as a repeat of the end of `left`.
+    assert len(join_texts(left, right).split()) == 13
+    # Half a second of overlap holds at most a few words: the rest are real.
+    assert len(join_texts(left, right, overlap_seconds=0.5).split()) == 26 - (math.ceil(0.5 * 5) + 2)
+    assert join_all(["a b c d", "c d e f"], overlap_seconds=0.5) == "a b c d e f"

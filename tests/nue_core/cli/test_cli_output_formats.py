@@ -24,21 +24,28 @@ from nue_core.inference.writers import (
     FORMATS, LineFile, ResultWriter, check_destination, infer_format, prepare_destination, write_atomic, write_results,
 )
 
-CHOICES = "text | tsv | jsonl | json"
+CHOICES = "text | tsv | jsonl | json | srt | vtt"
 
 
 @pytest.mark.parametrize(("name", "fmt", "expected"), [
     ("out.txt", None, "text"), ("out.tsv", None, "tsv"), ("out.jsonl", None, "jsonl"), ("out.JSON", None, "json"),
     ("out", None, "tsv"), ("out.log", "tsv", "tsv"), ("out.json", "text", "text"),  # --format wins
+    ("out.srt", None, "srt"), ("out.VTT", None, "vtt"), ("out.txt", "srt", "srt"), (None, "vtt", "vtt"),
 ])
 def test_format_from_suffix_or_option(name, fmt, expected):
-    assert infer_format(Path(name), fmt, default="tsv") == expected
+    assert infer_format(Path(name) if name else None, fmt, default="tsv") == expected
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("out.srt", None), ("out.vtt", None), ("out.txt", "srt"), (None, "vtt")])
-def test_subtitle_formats_are_refused_until_there_are_timestamps(name, fmt):
-    with pytest.raises(ValueError, match=f"needs timestamps, which are not available yet; formats: {CHOICES}"):
-        infer_format(Path(name) if name else None, fmt)
+def test_subtitles_of_one_input_are_a_whole_document():
+    from nue_core.subtitles import Segment
+
+    result = TranscriptionResult("a.wav", "one two", 2.0, segments=[Segment(0, 0.0, 2.0, "one two")])
+    out = io.StringIO()
+    with ResultWriter(None, "srt", stream=out) as writer:
+        writer.add(0, result)
+        with pytest.raises(ValueError, match="one input"):
+            writer.add(1, result)
+    assert out.getvalue() == "1\n00:00:00,000 --> 00:00:02,000\none two\n"
 
 
 @pytest.mark.parametrize(("name", "fmt"), [("out.csv", None), (None, "yaml")])
@@ -55,7 +62,8 @@ def test_json_is_one_document_and_jsonl_one_object_per_line():
     records = json.loads(doc.getvalue())
     assert [r["source"] for r in records] == ["a.wav", "b.wav"] and [r["index"] for r in records] == [0, 1]
     assert records == [json.loads(line) for line in lines.getvalue().splitlines()]
-    assert set(FORMATS) == {"text", "tsv", "jsonl", "json"}
+    assert set(FORMATS) == {"text", "tsv", "jsonl", "json", "srt", "vtt"}
+    assert "segments" not in records[0] and "words" not in records[0] and records[0]["duration"] == 1.0
 
 
 def test_destination_checks(tmp_path):
@@ -210,8 +218,6 @@ def wav(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
-    (["-o", "out.srt"], "srt needs timestamps"),
-    (["-o", "out.vtt"], "vtt needs timestamps"),
     (["-o", "out.csv"], "unknown output format '.csv'"),
     (["--format", "xml"], "unknown output format 'xml'"),
     (["-o", "."], "is a folder"),

@@ -55,3 +55,25 @@ def test_kaldi_missing_transcript_is_named(tmp_path):
 def test_missing_manifest():
     with pytest.raises(ManifestError, match="not found"):
         read_manifest("/nonexistent/m.jsonl")
+
+
+def test_jsonl_word_times_are_read(tmp_path):
+    words = [{"word": "one", "start": 0.1, "end": 0.4}, {"word": "two", "start": 0.5, "end": 0.5}]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "one two", "words": words}) + "\n")
+    (entry,) = read_manifest(tmp_path / "m.jsonl")
+    assert [(w.word, w.start, w.end) for w in entry.words] == [("one", 0.1, 0.4), ("two", 0.5, 0.5)]
+
+
+@pytest.mark.parametrize("words, message", [
+    ("one", "'words' must be a list"),
+    ([{"word": "one", "start": 0.1}], "'words'[0] must be an object with exactly the keys"),
+    ([{"word": "", "start": 0, "end": 1}], "'words'[0].word must be a non-empty string"),
+    ([{"word": "a", "start": 0, "end": 1}, {"word": "b", "start": -1, "end": 1}], "'words'[1].start must be a finite"),
+    ([{"word": "a", "start": 2, "end": 1}], "'words'[0]: end 1.0 is before start 2.0"),
+    ([{"word": "a", "start": True, "end": 1}], "'words'[0].start must be a finite"),
+])
+def test_bad_word_times_name_the_line_and_item(tmp_path, words, message):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "x", "words": words}) + "\n")
+    with pytest.raises(ManifestError) as err:
+        read_manifest(tmp_path / "m.jsonl")
+    assert "m.jsonl:1" in str(err.value) and message in str(err.value)
