@@ -51,6 +51,30 @@ class CTCPrefixState:
         """The states of ``rows`` (r',) (beam reordering)."""
         return CTCPrefixState(self.r_nonblank[rows], self.r_blank[rows], self.psi[rows], self.last[rows])
 
+    @staticmethod
+    def concat(states: list["CTCPrefixState"]) -> "CTCPrefixState":
+        """The rows of ``states`` in order, their frames padded with -inf to the longest (t).
+
+        -inf past a row's own frames is what the recursion computes there itself, so padding
+        changes no row's scores (the continuous-batching engine joins rows of different clips).
+        """
+        frames = max(s.r_blank.shape[1] for s in states)
+        return CTCPrefixState(torch.cat([_pad_frames(s.r_nonblank, frames) for s in states]),
+                              torch.cat([_pad_frames(s.r_blank, frames) for s in states]),
+                              torch.cat([s.psi for s in states]), torch.cat([s.last for s in states]))
+
+    def trim(self, frames: int) -> "CTCPrefixState":
+        """Only the first ``frames`` frames (past every row's clip the variables are -inf)."""
+        return CTCPrefixState(self.r_nonblank[:, :frames], self.r_blank[:, :frames], self.psi, self.last)
+
+
+def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """x (r, t, ...) padded with -inf along t to ``frames``."""
+    if x.shape[1] == frames:
+        return x
+    pad = x.new_full((x.shape[0], frames - x.shape[1], *x.shape[2:]), NEG_INF)
+    return torch.cat([x, pad], dim=1)
+
 
 class CTCPrefixScorer:
     """Scores candidate next tokens of a batch of hypotheses against CTC log-probs.
@@ -89,6 +113,34 @@ class CTCPrefixScorer:
         out = object.__new__(CTCPrefixScorer)
         out.__dict__.update(self.__dict__)
         out.log_probs, out.lengths, out.has_frames = self.log_probs[rows], self.lengths[rows], self.has_frames[rows]
+        return out
+
+    @staticmethod
+    def concat(scorers: list["CTCPrefixScorer"]) -> "CTCPrefixScorer":
+        """One scorer over the rows of ``scorers`` in order (same blank, eos, weight and candidates),
+        frames padded with -inf to the longest; each row scores exactly as in its own scorer."""
+        out = object.__new__(CTCPrefixScorer)
+        out.__dict__.update(scorers[0].__dict__)
+        frames = max(s.log_probs.shape[1] for s in scorers)
+        out.log_probs = torch.cat([_pad_frames(s.log_probs, frames) for s in scorers])
+        out.lengths = torch.cat([s.lengths for s in scorers])
+        out.has_frames = torch.cat([s.has_frames for s in scorers])
+        return out
+
+    @property
+    def frames(self) -> int:
+        """t: frames held (the longest row's clip, or more)."""
+        return int(self.log_probs.shape[1])
+
+    def trim(self) -> "CTCPrefixScorer":
+        """The same rows holding only as many frames as the longest row's clip needs (with
+        ``CTCPrefixState.trim(scorer.frames)``: rows of long clips that left stop costing time)."""
+        needed = int(self.lengths.max()) if len(self.lengths) else 0
+        if needed >= self.frames:
+            return self
+        out = object.__new__(CTCPrefixScorer)
+        out.__dict__.update(self.__dict__)
+        out.log_probs = self.log_probs[:, : max(needed, 1)]
         return out
 
     def _end_score(self, state: CTCPrefixState) -> torch.Tensor:

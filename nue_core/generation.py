@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nue_core.ctc_prefix import CTCPrefixScorer
+from nue_core.ctc_prefix import CTCPrefixScorer, CTCPrefixState
 from nue_core.prompt import PackedSequence
 
 
@@ -68,31 +68,70 @@ class GenerationConfig:
 
 
 @dataclass
-class _Step:
-    """Decoder state between steps: cache, attention mask (b, c) and next positions (b,)."""
+class DecodeState:
+    """Decoder state between steps: cache, attention mask (b, c) and next positions (b,).
+
+    ``advance`` feeds one token per row; rows may hold different prompt lengths (left padding,
+    mask 0), so positions are per row.
+    """
 
     cache: object
     mask: torch.Tensor
     next_pos: torch.Tensor
     logits: torch.Tensor  # (b, v) of the last position
 
-    def advance(self, decoder, tokens: torch.Tensor) -> "_Step":  # type: ignore[no-untyped-def]
+    def advance(self, decoder, tokens: torch.Tensor) -> "DecodeState":  # type: ignore[no-untyped-def]
         mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
         out = decoder(decoder.embed(tokens[:, None]), mask, self.next_pos[:, None], cache=self.cache, use_cache=True)
-        return _Step(out.cache, mask, self.next_pos + 1, out.logits[:, -1].float())
+        return DecodeState(out.cache, mask, self.next_pos + 1, out.logits[:, -1].float())
 
 
-def _start(decoder, packed: PackedSequence) -> _Step:  # type: ignore[no-untyped-def]
+def start_decoding(decoder, packed: PackedSequence) -> DecodeState:  # type: ignore[no-untyped-def]
+    """Prefill the left-padded prompts: the state whose logits pick each row's first token."""
     out = decoder(packed.embeds, packed.attention_mask, packed.position_ids, cache=None, use_cache=True)
     next_pos = packed.attention_mask.sum(dim=1)  # each item's real prompt length
-    return _Step(out.cache, packed.attention_mask, next_pos, out.logits[:, -1].float())
+    return DecodeState(out.cache, packed.attention_mask, next_pos, out.logits[:, -1].float())
 
 
-def _forbid_eos(logits: torch.Tensor, step: int, min_new: int, eos: int) -> torch.Tensor:
-    if step < min_new:
-        logits = logits.clone()
-        logits[:, eos] = float("-inf")
+def _forbid_eos(logits: torch.Tensor, step: int | torch.Tensor, min_new: int, eos: int) -> torch.Tensor:
+    """logits (r, v) with eos at -inf on rows whose ``step`` (an int, or (r,) per row: the
+    continuous-batching engine holds rows at different steps) is below ``min_new``."""
+    early = torch.as_tensor(step, device=logits.device) < min_new  # () or (r,)
+    if not bool(early.any()):
+        return logits
+    logits = logits.clone()
+    logits[:, eos] = torch.where(early, torch.full_like(logits[:, eos], float("-inf")), logits[:, eos])
     return logits
+
+
+def greedy_scores(logits: torch.Tensor, step: int | torch.Tensor, cfg: GenerationConfig, eos: int,
+                  ctc: CTCPrefixScorer | None = None, ctc_state: CTCPrefixState | None = None
+                  ) -> tuple[torch.Tensor, tuple | None]:
+    """Scores (r, v) whose argmax is each row's greedy token, and the CTC extension for ``advance``.
+
+    Shared by ``greedy`` and the continuous-batching engine: every row's scores depend only on its
+    own logits, CTC state and step, so a row decodes the same in any batch.
+    """
+    scores, extension = ctc.score(ctc_state, logits) if ctc is not None else (logits, None)
+    return _forbid_eos(scores, step, cfg.min_new_tokens, eos), extension
+
+
+def beam_log_probs(logits: torch.Tensor, step: int | torch.Tensor, cfg: GenerationConfig, eos: int,
+                   ctc: CTCPrefixScorer | None = None, ctc_state: CTCPrefixState | None = None
+                   ) -> tuple[torch.Tensor, tuple | None]:
+    """Next-token log-probs (r, v) of each beam row, and the CTC extension (as ``greedy_scores``)."""
+    if ctc is not None:  # joint scores are already log-probabilities (-inf off the candidates)
+        joint, extension = ctc.score(ctc_state, logits)
+        return _forbid_eos(joint, step, cfg.min_new_tokens, eos), extension
+    return _forbid_eos(logits, step, cfg.min_new_tokens, eos).log_softmax(dim=-1), None
+
+
+def greedy_update(output: list[int], token: int, limit: int, cfg: GenerationConfig, eos: int) -> bool:
+    """File one greedy ``token`` into ``output`` (eos is not kept); True when the item is done."""
+    if token == eos:
+        return True
+    output.append(token)
+    return len(output) >= limit or is_looping(output, cfg.repetition_limit)
 
 
 def is_looping(tokens: list[int], limit: int, max_n: int = 4) -> bool:
@@ -116,25 +155,19 @@ def greedy(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: Generatio
     ``ctc``: joint CTC/decoder scoring (rows = batch items), or None for the decoder alone.
     """
     batch = packed.embeds.shape[0]
-    state = _start(decoder, packed)
+    state = start_decoding(decoder, packed)
     ctc_state = ctc.initial_state() if ctc is not None else None
     outputs: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
     rows = torch.arange(batch, device=packed.embeds.device)
     for step in range(int(limits.max()) if batch else 0):
-        scores, extension = ctc.score(ctc_state, state.logits) if ctc is not None else (state.logits, None)
-        tokens = _forbid_eos(scores, step, cfg.min_new_tokens, eos).argmax(dim=-1)
+        scores, extension = greedy_scores(state.logits, step, cfg, eos, ctc, ctc_state)
+        tokens = scores.argmax(dim=-1)
         if ctc is not None:
             ctc_state = ctc.advance(ctc_state, extension, rows, tokens)
         for i, tok in enumerate(tokens.tolist()):
-            if done[i]:
-                continue
-            if tok == eos:
-                done[i] = True
-                continue
-            outputs[i].append(tok)
-            if len(outputs[i]) >= int(limits[i]) or is_looping(outputs[i], cfg.repetition_limit):
-                done[i] = True
+            if not done[i]:
+                done[i] = greedy_update(outputs[i], tok, int(limits[i]), cfg, eos)
         if all(done):
             break
         # Finished items still run (their tokens are ignored): keeps the batch rectangular.
@@ -143,7 +176,7 @@ def greedy(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: Generatio
 
 
 @dataclass
-class _Hyps:
+class Hyps:
     """Finished hypotheses of one item: (score, tokens), best first, at most ``size``."""
 
     size: int
@@ -168,27 +201,24 @@ def beam_search(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: Gene
     ``num_beams=1`` picks exactly what greedy picks (with or without ``ctc`` joint scoring).
     """
     k, batch = cfg.num_beams, packed.embeds.shape[0]
-    state = _start(decoder, packed)
+    state = start_decoding(decoder, packed)
     expand = torch.arange(batch, device=packed.embeds.device).repeat_interleave(k)
-    state = _Step(decoder.reorder_cache(state.cache, expand), state.mask[expand], state.next_pos[expand], state.logits[expand])
+    state = DecodeState(decoder.reorder_cache(state.cache, expand), state.mask[expand], state.next_pos[expand], state.logits[expand])
+    ctc_state = None
     if ctc is not None:
         ctc = ctc.expand(expand)
         ctc_state = ctc.initial_state()
     scores = torch.full((batch, k), float("-inf"), device=state.logits.device)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at step 0
     seqs: list[list[int]] = [[] for _ in range(batch * k)]
-    finished = [_Hyps(k) for _ in range(batch)]
+    finished = [Hyps(k) for _ in range(batch)]
     for step in range(int(limits.max()) if batch else 0):
-        if ctc is not None:  # joint scores are already log-probabilities (-inf off the candidates)
-            joint, extension = ctc.score(ctc_state, state.logits)
-            logp = _forbid_eos(joint, step, cfg.min_new_tokens, eos)
-        else:
-            logp = _forbid_eos(state.logits, step, cfg.min_new_tokens, eos).log_softmax(dim=-1)
+        logp, extension = beam_log_probs(state.logits, step, cfg, eos, ctc, ctc_state)
         total = (logp + scores.view(-1, 1)).view(batch, -1)  # (b, k * v)
         top_scores, top_idx = total.topk(2 * k, dim=1)
         vocab = logp.shape[-1]
         pick_rows, pick_tokens, new_scores, new_seqs = _select(
-            top_scores, top_idx, vocab, k, seqs, finished, limits, step, eos, cfg
+            top_scores, top_idx, vocab, k, seqs, finished, limits, eos, cfg
         )
         if all(h.full for h in finished):
             break
@@ -196,48 +226,79 @@ def beam_search(decoder, packed: PackedSequence, limits: torch.Tensor, cfg: Gene
         seqs = new_seqs
         if ctc is not None:
             ctc_state = ctc.advance(ctc_state, extension, pick_rows, pick_tokens)
-        state = _Step(decoder.reorder_cache(state.cache, pick_rows), state.mask[pick_rows], state.next_pos[pick_rows], state.logits[pick_rows])
+        state = DecodeState(decoder.reorder_cache(state.cache, pick_rows), state.mask[pick_rows], state.next_pos[pick_rows], state.logits[pick_rows])
         state = state.advance(decoder, pick_tokens)
-    return [_best(finished[b], seqs[b * k : (b + 1) * k], scores[b], cfg) for b in range(batch)]
+    return [best_hypothesis(finished[b], seqs[b * k : (b + 1) * k], scores[b], cfg) for b in range(batch)]
 
 
-def _select(top_scores, top_idx, vocab, k, seqs, finished, limits, step, eos, cfg):  # type: ignore[no-untyped-def]
+def _select(top_scores, top_idx, vocab, k, seqs, finished, limits, eos, cfg):  # type: ignore[no-untyped-def]
     """Choose the next ``k`` running beams per item and file finished hypotheses."""
     batch = top_scores.shape[0]
     rows, tokens = [], []
     scores = torch.full((batch, k), float("-inf"), device=top_scores.device)
     new_seqs: list[list[int]] = []
     for b in range(batch):
-        chosen = 0
-        for rank, (score, idx) in enumerate(zip(top_scores[b].tolist(), top_idx[b].tolist())):
-            beam, tok = divmod(idx, vocab)
-            row = b * k + beam
-            if score == float("-inf") or chosen == k:
-                break
-            if finished[b].full:
-                break
-            if tok == eos:
-                if rank < k:
-                    finished[b].add(score / max(len(seqs[row]), 1) ** cfg.length_penalty, seqs[row])
-                continue
-            seq = seqs[row] + [tok]
-            if len(seq) >= int(limits[b]) or is_looping(seq, cfg.repetition_limit):
-                finished[b].add(score / len(seq) ** cfg.length_penalty, seq)
-                continue
-            rows.append(row)
-            tokens.append(tok)
-            scores[b, chosen] = score
-            new_seqs.append(seq)
-            chosen += 1
-        for _ in range(chosen, k):  # pad with a dead beam so the batch stays (b * k)
-            rows.append(b * k)
-            tokens.append(eos)
-            new_seqs.append([])
+        choice = select_beams(top_scores[b].tolist(), top_idx[b].tolist(), vocab, k, seqs[b * k : (b + 1) * k],
+                              finished[b], int(limits[b]), eos, cfg)
+        rows.extend(b * k + beam for beam in choice.beams)
+        tokens.extend(choice.tokens)
+        scores[b, : len(choice.scores)] = torch.tensor(choice.scores, dtype=scores.dtype)
+        new_seqs.extend(choice.seqs)
     device = top_idx.device
     return torch.tensor(rows, device=device), torch.tensor(tokens, device=device), scores, new_seqs
 
 
-def _best(hyps: _Hyps, running: list[list[int]], scores: torch.Tensor, cfg: GenerationConfig) -> list[int]:
+@dataclass
+class BeamChoice:
+    """One item's next beams (always ``k``; dead ones are padding).
+
+    Attributes:
+        beams: (k,) beam (row within the item) each new beam continues.
+        tokens: (k,) the token each appends (eos on dead beams).
+        scores: summed log-probs of the live beams (fewer than k when some died; the rest are -inf).
+        seqs: (k,) token lists of the new beams ([] on dead beams).
+    """
+
+    beams: list[int]
+    tokens: list[int]
+    scores: list[float]
+    seqs: list[list[int]]
+
+    @property
+    def live(self) -> int:
+        return len(self.scores)
+
+
+def select_beams(top_scores: list[float], top_idx: list[int], vocab: int, k: int, seqs: list[list[int]],
+                 finished: Hyps, limit: int, eos: int, cfg: GenerationConfig) -> BeamChoice:
+    """One item's beam step: from its ``2k`` best (beam * vocab + token) candidates, file finished
+    hypotheses into ``finished`` and choose the next ``k`` beams (shared by ``beam_search`` and the
+    continuous-batching engine, so both decide exactly alike)."""
+    beams, tokens, scores, new_seqs = [], [], [], []
+    for rank, (score, idx) in enumerate(zip(top_scores, top_idx)):
+        beam, tok = divmod(idx, vocab)
+        if score == float("-inf") or len(scores) == k or finished.full:
+            break
+        if tok == eos:
+            if rank < k:
+                finished.add(score / max(len(seqs[beam]), 1) ** cfg.length_penalty, seqs[beam])
+            continue
+        seq = seqs[beam] + [tok]
+        if len(seq) >= limit or is_looping(seq, cfg.repetition_limit):
+            finished.add(score / len(seq) ** cfg.length_penalty, seq)
+            continue
+        beams.append(beam)
+        tokens.append(tok)
+        scores.append(score)
+        new_seqs.append(seq)
+    for _ in range(len(scores), k):  # pad with a dead beam so the item keeps k rows
+        beams.append(0)
+        tokens.append(eos)
+        new_seqs.append([])
+    return BeamChoice(beams, tokens, scores, new_seqs)
+
+
+def best_hypothesis(hyps: Hyps, running: list[list[int]], scores: torch.Tensor, cfg: GenerationConfig) -> list[int]:
     if hyps.items:
         return hyps.items[0][1]
     # No hypothesis reached eos or a limit: fall back to the best running beam.

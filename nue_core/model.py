@@ -193,7 +193,7 @@ class SpeechLM(nn.Module):
         packed = self.pack_prompt(speech, left_pad=True)
         limits = config.token_limits(lengths.float() / self.sample_rate)
         search = beam_search if config.num_beams > 1 or config.force_beam_search else greedy
-        return search(self.decoder, packed, limits, config, self.tokenizer.eos_id, self._ctc_scorer(speech, config))
+        return search(self.decoder, packed, limits, config, self.tokenizer.eos_id, self.ctc_scorer(speech, config))
 
     def check_generation(self, config: GenerationConfig) -> None:
         """Raise ValueError when ``config`` asks for joint CTC scoring and the bridge has no CTC head.
@@ -204,8 +204,12 @@ class SpeechLM(nn.Module):
             raise ValueError(f"ctc_weight {config.ctc_weight}: the bridge ({type(self.bridge).__name__}) has no CTC head; "
                              "compose it with one (e.g. conv with ctc_head: true, or ctc-compress) or decode with ctc_weight 0")
 
-    def _ctc_scorer(self, speech: BridgeOutput, config: GenerationConfig) -> CTCPrefixScorer | None:
-        """The joint-decoding scorer when ``config.ctc_weight`` > 0 (the bridge must have a CTC head)."""
+    def ctc_scorer(self, speech: BridgeOutput, config: GenerationConfig) -> CTCPrefixScorer | None:
+        """The joint-decoding scorer when ``config.ctc_weight`` > 0 (the bridge must have a CTC head).
+
+        ``generate`` and the continuous-batching engine's prefill both build it here, so the two
+        score alike.
+        """
         if config.ctc_weight <= 0:
             return None
         self.check_generation(config)

@@ -198,6 +198,10 @@ class Decoder(Protocol):
       ``reorder_cache`` between steps. Each step's logits must equal those of one forward over the
       whole sequence (within float tolerance), and a row's logits must depend only on its own
       tokens and mask: batched generation equals generating each item alone.
+
+    Optional methods (``SupportsCacheJoining``; only the continuous-batching engine,
+    ``nue_core.inference.engine``, needs them, and says so when they are missing):
+    ``join_caches`` and ``trim_cache``.
     """
 
     embed_dim: int
@@ -246,4 +250,26 @@ class Decoder(Protocol):
     def export_options(self, folder: Path) -> dict[str, Any]:
         """Options that rebuild this decoder's architecture; writes the tokenizer's files into
         ``folder`` (``Tokenizer.save``) so that the options reload them."""
+        ...
+
+
+@runtime_checkable
+class SupportsCacheJoining(Protocol):
+    """The optional cache methods of a ``Decoder`` that continuous batching uses
+    (``nue_core.inference.engine``): rows join and leave a running batch between steps.
+
+    The engine keeps the attention mask (b, c) itself: a joined row's padding positions get mask 0
+    and its position ids stay its own, so each row's logits are those of the row alone. Both
+    methods may work in place; the engine uses only the returned cache. ``nue_core.testing``
+    checks them (``check_cache_joining``) when a decoder has them.
+    """
+
+    def join_caches(self, caches: list[Any]) -> Any:
+        """One cache holding the rows of ``caches`` (each as returned by the decoder, b_i rows and
+        c_i positions) in order: b = sum b_i rows, c = max c_i positions, each cache's positions
+        left-padded with anything finite (zeros) to c."""
+        ...
+
+    def trim_cache(self, cache: Any, count: int) -> Any:
+        """The cache without its first ``count`` positions (every row has them masked 0)."""
         ...

@@ -49,25 +49,39 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
-    decoded = 0
     try:
         with sf.SoundFile(str(path)) as handle:
-            rate = handle.samplerate
-            check_sample_rate(rate, str(path))
-            first = min(int(round((start or 0.0) * rate)), handle.frames)
-            last = min(int(round(end * rate)) if end is not None else handle.frames, handle.frames)
-            count = max(last - first, 0)
-            # soundfile allocates the whole (count, channels) array before it reads a byte; the
-            # mono mix and the resampled copy follow, so all three are counted now
-            decoded, out = count * handle.channels, resampled_length(count, rate, sample_rate)
-            check_length(str(path), max(decoded, out), 4 * (decoded + count + out))
-            handle.seek(first)
-            data = handle.read(count, dtype="float32", always_2d=True)
+            data, rate = _read_open(handle, str(path), sample_rate, start, end)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
         raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    except MemoryError:  # the bound above leaves room, but memory can run out meanwhile
-        raise AudioError(f"{path}: not enough memory to decode {decoded:,} samples") from None
     return prepare_waveform(data, rate, sample_rate, source=str(path))
+
+
+def _read_open(handle, source: str, sample_rate: int, start: float | None = None, end: float | None = None,  # type: ignore[no-untyped-def]
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(frames, channels) float32 samples of an open soundfile between ``start`` and ``end`` s, and the rate.
+
+    The rate, the length limit (``max_seconds``: AudioTooLong) and the memory the read needs are
+    checked from the header before anything is decoded.
+    """
+    rate = handle.samplerate
+    check_sample_rate(rate, source)
+    first = min(int(round((start or 0.0) * rate)), handle.frames)
+    last = min(int(round(end * rate)) if end is not None else handle.frames, handle.frames)
+    count = max(last - first, 0)
+    _check_duration(count, rate, source, max_seconds)
+    # soundfile allocates the whole (count, channels) array before it reads a byte; the mono mix
+    # and the resampled copy follow, so all three are counted now
+    decoded, out = count * handle.channels, resampled_length(count, rate, sample_rate)
+    check_length(source, max(decoded, out), 4 * (decoded + count + out))
+    handle.seek(first)
+    try:
+        data = handle.read(count, dtype="float32", always_2d=True)
+    except MemoryError:  # the bound above leaves room, but memory can run out meanwhile
+        raise AudioError(f"{source}: not enough memory to decode {decoded:,} samples") from None
+    # A header may not know, or may understate, the length.
+    _check_duration(data.shape[0], rate, source, max_seconds)
+    return data, rate
 
 
 def check_sample_rate(rate: int | float, source: str) -> None:
@@ -150,3 +164,56 @@ def audio_duration(path: str | Path) -> float:
         raise AudioError(f"{path}: cannot read audio header ({exc})") from None
     check_sample_rate(info.samplerate, str(path))
     return info.frames / float(info.samplerate)
+
+
+class AudioTooLong(AudioError):
+    """Audio longer than a caller's limit (a server's upload limit); the message names the limit."""
+
+
+def read_audio_bytes(data: bytes, sample_rate: int, source: str = "<upload>",
+                     max_seconds: float | None = None) -> np.ndarray:
+    """Decode an audio file held in memory (an upload) as mono float32 at ``sample_rate``.
+
+    Any container soundfile reads from a file reads here (wav, flac, ogg/vorbis, opus, mp3 ...).
+    The duration limit is checked from the header's frame count before anything is decoded, and
+    again on the decoded length (a header may not know or may understate it).
+
+    Args:
+        data: the file's bytes.
+        source: how messages name the input (the upload's file name).
+        max_seconds: refuse audio longer than this (``AudioTooLong``); None: no limit.
+
+    Returns:
+        (s,) samples in [-1, 1].
+
+    Raises:
+        AudioTooLong: longer than ``max_seconds``.
+        AudioError: empty, undecodable, damaged or non-finite audio, a sample rate out of range or
+            a length that cannot be held in memory, naming ``source``.
+    """
+    import io
+
+    import soundfile as sf
+
+    if not data:
+        raise AudioError(f"{source}: the file is empty (0 bytes)")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as handle:
+            array, rate = _read_open(handle, source, sample_rate, max_seconds=max_seconds)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        raise AudioError(f"{source}: cannot decode audio ({_soundfile_reason(exc)}); send a file in a format "
+                         f"libsndfile reads: wav, flac, ogg, opus, mp3") from None
+    return prepare_waveform(array, rate, sample_rate, source=source)
+
+
+def _check_duration(frames: int, rate: int, source: str, max_seconds: float | None) -> None:
+    if max_seconds is not None and frames > max_seconds * rate:
+        raise AudioTooLong(f"{source}: {frames / rate:.1f} s of audio is more than this server takes "
+                           f"({max_seconds:g} s); split the recording")
+
+
+def _soundfile_reason(exc: BaseException) -> str:
+    """libsndfile's message without the ``<_io.BytesIO object at 0x...>`` it names the stream by."""
+    import re
+
+    return re.sub(r"Error opening <_io\.BytesIO object at 0x[0-9a-f]+>:?\s*", "", str(exc)).strip() or type(exc).__name__

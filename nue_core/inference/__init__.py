@@ -7,12 +7,17 @@
 """
 
 from nue_core.inference.chunking import ChunkPlan, join_all, join_texts, split_points
+from nue_core.inference.engine import Engine, EngineLimits, EngineResult, QueueFull
 from nue_core.inference.sources import AUDIO_EXTENSIONS, collect_audio
 from nue_core.inference.transcriber import Transcriber, TranscriptionResult, transcribe
 
 __all__ = [
     "AUDIO_EXTENSIONS",
     "ChunkPlan",
+    "Engine",
+    "EngineLimits",
+    "EngineResult",
+    "QueueFull",
     "Transcriber",
     "TranscriptionResult",
     "collect_audio",

@@ -18,10 +18,14 @@ aligned for the join in any case, and only returned when asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
+import torch
 
 from nue_core.inference.chunking import join_all
-from nue_core.inference.timestamps import Segment, segments_of
+from nue_core.inference.engine import EngineResult
+from nue_core.inference.timestamps import Segment, item_words, segments_of
 from nue_core.subtitles import join_words
 from nue_core.word_timing import Word
 
@@ -51,6 +55,29 @@ class Assembled:
     text: str
     segments: list[Segment]
     words: list[Word] | None  # absolute times; None when some chunk had no words
+
+
+def should_align(model: Any, words_wanted: bool, chunks: int) -> bool:
+    """Whether a file's chunks are force-aligned: word timestamps asked for, or a file of several
+    chunks (joined by time), on a model with a CTC head."""
+    return getattr(model.bridge, "ctc_blank_id", None) is not None and (words_wanted or chunks > 1)
+
+
+def decoded_chunk(model: Any, bounds: tuple[int, int], samples: np.ndarray, result: EngineResult, align: bool) -> ChunkOutput:
+    """A chunk's ``ChunkOutput`` from its engine result.
+
+    Args:
+        model: the SpeechLM that decoded it.
+        bounds: (start, end) samples of the chunk in its file.
+        samples: (s,) the chunk's audio (the energy evidence of word edges).
+        result: its ``EngineResult``.
+        align: time its words (``should_align``).
+    """
+    words = None
+    if align and result.ctc_log_probs is not None:
+        words = item_words(model, result.ctc_log_probs, result.ctc_length, result.encoder_frames, result.ids,
+                           waves_item=torch.from_numpy(samples))
+    return ChunkOutput(bounds, list(result.ids), model.tokenizer.decode(result.ids).strip(), words)
 
 
 def assemble(chunks: Sequence[ChunkOutput], sample_rate: int, overlap_seconds: float, decode) -> Assembled:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
@@ -23,9 +24,11 @@ import torch
 from nue_core.data.audio import AudioError
 from nue_core.dtypes import resolve_dtype
 from nue_core.generation import GenerationConfig
-from nue_core.inference.assembly import ChunkOutput, assemble
+from nue_core.inference.assembly import ChunkOutput, assemble, decoded_chunk, should_align
 from nue_core.inference.chunking import ChunkPlan, split_points
 from nue_core.inference.sources import AudioInput, describe, load_input
+from nue_core.inference.engine import Engine, EngineLimits, EngineResult, RequestHandle, RequestRejected
+from nue_core.inference.engine_rows import supports_joining
 from nue_core.inference.timestamps import Segment, check_timestamps, word_times
 from nue_core.word_timing import Word
 
@@ -171,7 +174,7 @@ class Transcriber:
                 continue
             bounds = split_points(samples, self.model.sample_rate, self.chunking)  # type: ignore[arg-type]
             # Chunks of a long file are joined by their words' times when the model can time them.
-            timed = self.timestamps == "word" or (len(bounds) > 1 and self._has_ctc_head)
+            timed = should_align(self.model, self.timestamps == "word", len(bounds))
             segments += [_Chunk(i, samples[a:b], (a, b), timed=timed) for a, b in bounds]
             seconds = samples.shape[0] / self.model.sample_rate
             results.append(TranscriptionResult(source, seconds=seconds, id=uid, chunks=len(bounds),
@@ -201,11 +204,81 @@ class Transcriber:
     def _decode_all(self, segments: list[_Chunk]) -> None:
         # Longest first: an out-of-memory error shows up on the first batch, not after hours.
         order = sorted(range(len(segments)), key=lambda k: -segments[k].samples.shape[0])
+        if supports_joining(self.model.decoder):
+            self._decode_continuous(segments, order)
+            return
+        # A decoder that cannot join KV caches (a third-party one without SupportsCacheJoining):
+        # static batches of similar lengths.
         pos = 0
         while pos < len(order):
             group = order[pos : pos + self.batch_size]
             self._decode_group(segments, group)
             pos += len(group)
+
+    def _decode_continuous(self, chunks: list[_Chunk], order: list[int]) -> None:
+        """Decode ``chunks`` (submitted in ``order``) on a continuous-batching engine.
+
+        ``batch_size`` chunks decode together; a finished chunk's rows go to the next one at once
+        instead of idling until the longest of a static batch ends. The wall time is shared among
+        the chunks in proportion to their audio. Out of memory: the failed chunks are decoded again
+        with half the rows (and ``batch_size`` stays halved). Any other failure: the failed chunks
+        are decoded again one at a time, so one bad chunk fails alone.
+        """
+        pending, rows = order, self.batch_size
+        while pending:
+            oom, other = self._run_engine(chunks, pending, rows)
+            if oom and rows > 1:
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning("out of memory at batch size %d; retrying with %d", rows, rows // 2)
+                rows = self.batch_size = rows // 2
+                pending = sorted([k for k, _ in oom + other], key=order.index)
+            elif other and rows > 1:
+                pending, rows = sorted([k for k, _ in other], key=order.index), 1
+            else:
+                for k, exc in oom + other:
+                    chunks[k].error = f"decoding failed ({type(exc).__name__}: {exc})"
+                pending = []
+
+    def _run_engine(self, chunks: list[_Chunk], pending: list[int], rows: int
+                    ) -> tuple[list[tuple[int, BaseException]], list[tuple[int, BaseException]]]:
+        """Decode ``pending`` with ``rows`` requests at a time; keep the results of those that
+        finished; return the (chunk, error) pairs that failed on out-of-memory, and the others."""
+        engine = Engine(self.model, self.generation, EngineLimits(
+            max_rows=rows * max(1, self.generation.num_beams),  # type: ignore[union-attr]
+            max_prefill=rows, max_queued_seconds=math.inf))
+        start = time.perf_counter()
+        handles: dict[int, RequestHandle] = {}
+        for k in pending:
+            try:
+                handles[k] = engine.submit(chunks[k].samples)
+            except RequestRejected as exc:
+                chunks[k].error = f"cannot be decoded ({exc})"
+        stopping = False
+        while engine.has_work():
+            finished = engine.step()
+            if not stopping and any(h.error is not None and is_out_of_memory(h.error) for h in finished):
+                stopping = True  # the rest is retried with fewer rows, not tried at this size
+                for handle in handles.values():
+                    engine.cancel(handle)
+        wall = time.perf_counter() - start
+        audio = sum(h.seconds for h in handles.values()) or 1.0
+        oom: list[tuple[int, BaseException]] = []
+        other: list[tuple[int, BaseException]] = []
+        for k, handle in handles.items():
+            chunks[k].elapsed += wall * handle.seconds / audio
+            if handle.cancelled:
+                oom.append((k, handle.error or RuntimeError("stopped after an out-of-memory error")))
+            elif handle.error is None:
+                self._keep(chunks[k], handle.result)  # type: ignore[arg-type]
+            else:
+                (oom if is_out_of_memory(handle.error) else other).append((k, handle.error))
+        return oom, other
+
+    def _keep(self, chunk: _Chunk, result: EngineResult) -> None:
+        """Store a chunk's decoded ids and text, and its words when it is to be timed."""
+        out = decoded_chunk(self.model, chunk.bounds, chunk.samples, result, chunk.timed)
+        chunk.ids, chunk.text, chunk.words = out.ids, out.text, out.words
 
     def _decode_group(self, segments: list[_Chunk], group: list[int]) -> None:
         """Decode ``group`` as one batch; on failure split it (halves on OOM, singles otherwise)."""
@@ -239,10 +312,6 @@ class Transcriber:
         """Transcribe one batch of clips, each (s,) float32 at the model's rate and within its limit."""
         ids, _ = self._decode_batch(arrays, [False] * len(arrays))
         return [self.model.tokenizer.decode(x).strip() for x in ids]
-
-    @property
-    def _has_ctc_head(self) -> bool:
-        return getattr(self.model.bridge, "ctc_blank_id", None) is not None
 
     @torch.inference_mode()
     def _decode_batch(self, arrays: list[np.ndarray], timed: list[bool]) -> tuple[list[list[int]], list[list[Word] | None]]:

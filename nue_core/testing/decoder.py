@@ -23,7 +23,13 @@ from nue_core.testing._common import (
     _is_str_list,
     _weighted_sum,
 )
-from nue_core.testing.kv_cache import _run_decoder, check_forward_signature, check_kv_cache, check_reorder_cache
+from nue_core.testing.kv_cache import (
+    _run_decoder,
+    check_cache_joining,
+    check_forward_signature,
+    check_kv_cache,
+    check_reorder_cache,
+)
 from nue_core.testing.pipeline import check_in_speechlm, toy_audio, toy_speechlm
 from nue_core.testing.toys import HOP
 
@@ -44,7 +50,7 @@ def check_decoder(
     In order: attributes; the tokenizer (ids in range, round trip of ``"hello world"``); that
     ``forward`` takes the core's two call shapes; embed/logit shapes; left-padding invariance; the
     KV cache (prefill then steps, and ``reorder_cache`` expanding and reordering rows, each equal
-    to a full forward); gradients (to the parameters and to ``inputs_embeds``, which the bridge
+    to a full forward; ``join_caches``/``trim_cache`` when present); gradients (to the parameters and to ``inputs_embeds``, which the bridge
     trains through); then, inside a ``SpeechLM`` with the kit's toy encoder and bridge, a training
     step and ``SpeechLM.generate`` greedily and with beams, batched equal to one item at a time.
 
@@ -80,6 +86,8 @@ def check_decoder(
             if check_cache:
                 check_kv_cache(decoder, ids, mask, positions, atol)
                 check_reorder_cache(decoder, ids, mask, positions, atol)
+                if callable(getattr(decoder, "join_caches", None)):  # optional: continuous batching
+                    check_cache_joining(decoder, ids, mask, positions, atol)
         _check_decoder_gradients(decoder, ids, mask, positions, require_all_grads, ignore)
     model = toy_speechlm(decoder=decoder)
     waves, lengths = toy_audio([2 * n * HOP for n in seq_lengths], device, _float_dtype(decoder))  # n vectors each

@@ -139,3 +139,42 @@ def check_reorder_cache(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tenso
     step_mask = torch.cat([step_mask[shuffle], torch.ones_like(step_mask[:, :1])], dim=1)  # (b', l + 2)
     out = _step(decoder, new[:, 1:], step_mask, (next_pos[shuffle] + 1)[:, None], cache)
     _compare(decoder, "reorder_cache", "a step after reordering the rows", out.logits[:, -1], second, atol, hint)
+
+
+def check_cache_joining(decoder: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+                        atol: float) -> None:
+    """What continuous batching does (``SupportsCacheJoining``), each step equal to a full forward
+    over each row's own sequence: prefill two batches of different widths, ``join_caches`` them
+    (the narrower left-padded, masked 0), step; drop the widest row (``reorder_cache``), cut the
+    leading positions no row uses (``trim_cache``), step again.
+
+    ids, mask, positions (b, l): a left-padded batch; its last row is taken as a second batch of
+    its own, unpadded (so the two caches differ in width).
+    """
+    hint = ("join_caches(caches) must hold every cache's rows in order, each left-padded to the longest; "
+            "trim_cache(cache, n) must drop the first n positions")
+    b, device = ids.shape[0], ids.device
+    real = int(mask[-1].sum())
+    alone = (ids[-1:, -real:], mask[-1:, -real:], positions[-1:, -real:])  # (1, real)
+    parts = [_prefill(decoder, ids, mask, positions), _prefill(decoder, *alone)]
+    cache = _call(decoder, "join_caches", parts)
+    step_mask = torch.cat([mask, torch.nn.functional.pad(alone[1], (ids.shape[1] - real, 0))])  # (b + 1, l)
+    rows = (torch.cat([ids, ids[-1:]]), step_mask, torch.cat([positions, positions[-1:]]))
+    new = torch.randint(0, decoder.vocab_size, (b + 1, 2), device=device)
+    first = _full_logits(decoder, *rows, new[:, :1])[:, -1]
+    step_mask = torch.cat([step_mask, torch.ones_like(step_mask[:, :1])], dim=1)
+    next_pos = rows[1].sum(dim=1)
+    out = _step(decoder, new[:, :1], step_mask, next_pos[:, None], cache)
+    _compare(decoder, "join_caches", "a step after joining caches of different widths", out.logits[:, -1], first,
+             atol, hint)
+    keep = (step_mask.sum(dim=1) < step_mask.shape[1]).nonzero()[:, 0]  # rows with padding (drop the widest)
+    if len(keep) == 0:
+        return
+    cut = int((step_mask[keep].sum(dim=0) == 0).long().sum())  # leading positions no kept row uses
+    cache = _call(decoder, "trim_cache", _call(decoder, "reorder_cache", out.cache, keep), cut)
+    history = torch.cat([new[keep, :1], new[keep, 1:]], dim=1)
+    second = _full_logits(decoder, *(x[keep] for x in rows), history)[:, -1]
+    step_mask = torch.cat([step_mask[keep, cut:], torch.ones_like(step_mask[keep, :1])], dim=1)
+    out = _step(decoder, new[keep, 1:], step_mask, (next_pos[keep] + 1)[:, None], cache)
+    _compare(decoder, "trim_cache", "a step after dropping rows and trimming the cache", out.logits[:, -1], second,
+             atol, hint)

@@ -171,5 +171,14 @@ class ToyDecoder(nn.Module):
         """The cache's rows picked by ``index`` (b',): beam search expands and reorders with it."""
         return cache.index_select(0, index.to(cache.device))
 
+    def join_caches(self, caches: list[Any]) -> Any:
+        """Rows of ``caches`` (b_i, l_i, d) in order, each left-padded with zeros to the longest l."""
+        width = max(c.shape[1] for c in caches)
+        return torch.cat([torch.nn.functional.pad(c, (0, 0, width - c.shape[1], 0)) for c in caches])
+
+    def trim_cache(self, cache: Any, count: int) -> Any:
+        """The cache without its first ``count`` positions."""
+        return cache[:, count:]
+
     def export_options(self, folder: Path) -> dict[str, Any]:
         return {"dim": self.embed_dim}

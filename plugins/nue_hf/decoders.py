@@ -180,6 +180,28 @@ class HFCausalLMDecoder(nn.Module):
         cache.reorder_cache(index.to(self.model.device))  # transformers Cache: in place, index_select per layer
         return cache
 
+    def join_caches(self, caches: list[Any]) -> Any:
+        """One cache holding the rows of ``caches`` in order (continuous batching).
+
+        Each cache's positions are left-padded with zeros to the longest (the engine masks them 0,
+        so they take no attention). Works in place on the first cache's layers: key/value tensors
+        (b, heads, c, head_dim) per layer, as transformers' dynamic caches hold them.
+        """
+        layers = [_kv_layers(cache) for cache in caches]
+        width = max(layer[0].keys.shape[-2] for layer in layers)
+        for i, target in enumerate(layers[0]):
+            parts = [layer[i] for layer in layers]
+            target.keys = torch.cat([_left_pad_seq(p.keys, width) for p in parts], dim=0)
+            target.values = torch.cat([_left_pad_seq(p.values, width) for p in parts], dim=0)
+        return caches[0]
+
+    def trim_cache(self, cache: Any, count: int) -> Any:
+        """The cache without its first ``count`` positions (all masked for every row: dead padding)."""
+        for layer in _kv_layers(cache):
+            layer.keys = layer.keys[..., count:, :]
+            layer.values = layer.values[..., count:, :]
+        return cache
+
     def export_options(self, folder: Path) -> dict[str, Any]:
         """Save the tokenizer into ``folder``; return options that rebuild this architecture."""
         config = {k: v for k, v in self.model.config.to_diff_dict().items() if k not in HF_METADATA_KEYS}
@@ -188,6 +210,33 @@ class HFCausalLMDecoder(nn.Module):
         if self.tokenizer is not None:
             options.update(self.tokenizer.save(Path(folder)))
         return options
+
+
+def _kv_layers(cache: Any) -> list[Any]:
+    """The layers of a transformers cache whose keys/values hold every position (b, h, c, d).
+
+    Sliding-window, quantized, offloaded or recurrent layers keep something else: joining or
+    trimming them by position would be wrong, so they are refused by name.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        raise TypeError(f"cannot join or trim a {type(cache).__name__}: expected a transformers DynamicCache")
+    for layer in layers:
+        if type(layer) is not DynamicLayer or not layer.is_initialized:
+            raise TypeError(f"cannot join or trim a cache layer of type {type(layer).__name__} "
+                            "(continuous batching supports full-attention DynamicLayer caches only)")
+    if getattr(cache, "offloading", False):
+        raise TypeError("cannot join or trim an offloaded cache")
+    return list(layers)
+
+
+def _left_pad_seq(x: torch.Tensor, width: int) -> torch.Tensor:
+    """x (b, h, c, d) left-padded with zeros along c to ``width``."""
+    if x.shape[-2] == width:
+        return x
+    return torch.nn.functional.pad(x, (0, 0, width - x.shape[-2], 0))
 
 
 # ---------------------------------------------------------------- building
