@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -135,32 +136,50 @@ def fast_fill(model: torch.nn.Module, std: float = 0.02, seed: int = 0) -> None:
             p.fill_(1.0 if name.endswith("weight") or "original0" in name else 0.0)
             continue
         flat = p.view(-1)
-        offset = (hash(name) % 997) * 1009  # a different phase per tensor
+        offset = (zlib.crc32(name.encode()) % 997) * 1009  # a different phase per tensor, the same in every run
         for start in range(0, flat.numel(), pool.numel()):
             n = min(pool.numel(), flat.numel() - start)
             flat[start : start + n] = pool.roll(offset)[:n]
 
 
 @torch.inference_mode()
-def reference_decode(model: SpeechLM, audio: np.ndarray, max_new_tokens: int | None = None) -> list[int]:
+def reference_generate(model: SpeechLM, audio: np.ndarray, max_new_tokens: int | None = None) -> list[int]:
     """One clip decoded the way the released Nue-ASR code did: batch 1, no attention masks, prompt
     ``embed(prefix) + speech + embed(postfix)``, transformers' ``generate`` (greedy, KV cache,
-    min_new_tokens 2, max_new_tokens int(4 * seconds + 20 + 0.5)), eos stripped."""
-    dtype = next(model.encoder.parameters()).dtype
-    waves = torch.from_numpy(audio)[None].to(dtype)  # (1, s)
-    speech = model.encode_speech(waves, torch.tensor([len(audio)]))
+    min_new_tokens 2, max_new_tokens int(4 * seconds + 20 + 0.5)), on the model's device.
+
+    Returns every token ``generate`` decided (eos included when it came).
+    """
+    device, dtype = model.device, model.input_dtype
+    waves = torch.from_numpy(audio)[None].to(device=device, dtype=dtype)  # (1, s)
+    speech = model.encode_speech(waves, torch.tensor([len(audio)], device=device))
     embed = model.decoder.embed
-    ids = lambda x: torch.tensor([x], dtype=torch.long)  # noqa: E731
+    ids = lambda x: torch.tensor([x], dtype=torch.long, device=device)  # noqa: E731
     parts = [embed(ids(model.prefix_ids)), speech.embeds, embed(ids(model.postfix_ids))]
     prompt = torch.cat([p.to(speech.embeds.dtype) for p in parts], dim=1)  # (1, l, d)
     limit = max_new_tokens or int(4 * len(audio) / SR + 20 + 0.5)
-    eos = model.tokenizer.eos_id
     out = model.decoder.model.generate(
         inputs_embeds=prompt, max_new_tokens=limit, min_new_tokens=2, do_sample=False, num_beams=1,
-        eos_token_id=eos, pad_token_id=model.tokenizer.pad_id,
+        eos_token_id=model.tokenizer.eos_id, pad_token_id=model.tokenizer.pad_id,
     )
-    ids = out[0].tolist()
+    return out[0].tolist()
+
+
+def reference_decode(model: SpeechLM, audio: np.ndarray, max_new_tokens: int | None = None) -> list[int]:
+    """``reference_generate`` with eos and what follows it stripped (the transcript's ids)."""
+    ids, eos = reference_generate(model, audio, max_new_tokens), model.tokenizer.eos_id
     return ids[: ids.index(eos)] if eos in ids else ids
+
+
+def plain_weights(model: torch.nn.Module) -> None:
+    """Fold weight-norm parametrizations (HuBERT's positional conv) into plain weights: the FLOP
+    counter cannot run them, and the arithmetic is the same."""
+    from torch.nn.utils import parametrize
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
 def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[object, float]:

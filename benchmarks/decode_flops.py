@@ -27,7 +27,7 @@ def measure(model, audio, peak: float, batch_size: int, max_new_tokens: int | No
     """FLOPs per audio second (batch 1) and measured RTF at batch 1 and at ``batch_size``."""
     dtype = next(model.parameters()).dtype
     cfg = GenerationConfig(max_new_tokens=max_new_tokens)
-    _plain_weights(model)
+    common.plain_weights(model)
     counter = FlopCounterMode(display=False)
     with counter:
         for clip in audio:
@@ -47,17 +47,6 @@ def measure(model, audio, peak: float, batch_size: int, max_new_tokens: int | No
     return {"gflop_per_audio_s": per_s / 1e9, "bound_rtf": per_s / peak, "rtf_batch1": t1 / audio_s,
             "rtf_batched": tb / audio_s, "util_batch1": per_s / peak / (t1 / audio_s),
             "util_batched": per_s / peak / (tb / audio_s), "batch_size": batch_size}
-
-
-def _plain_weights(model) -> None:
-    """Fold weight-norm parametrizations (HuBERT's positional conv) into plain weights: the FLOP
-    counter cannot run them, and the arithmetic is the same."""
-    from torch.nn.utils import parametrize
-
-    for module in model.modules():
-        if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
 def report(name: str, r: dict) -> None:

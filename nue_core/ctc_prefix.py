@@ -91,6 +91,8 @@ class CTCPrefixScorer:
     def __init__(self, ctc_logits: torch.Tensor, lengths: torch.Tensor, blank: int, eos: int,
                  weight: float, candidates: int = 8) -> None:
         log_probs = ctc_logits.float().log_softmax(dim=-1)  # (r, t, v + 1)
+        if log_probs.shape[1] == 0:  # no row has a frame (clips too short): one masked frame keeps shapes valid
+            log_probs = log_probs.new_zeros(log_probs.shape[0], 1, log_probs.shape[2])
         frames = log_probs.shape[1]
         self.lengths = lengths.to(log_probs.device).long()
         valid = length_mask(self.lengths, frames)  # (r, t)

@@ -8,6 +8,9 @@ Shape legend: b = batch, k = beams, l = tokens, d = LLM width, v = vocabulary.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from dataclasses import dataclass, field
 
 import torch
@@ -86,9 +89,25 @@ class DecodeState:
         return DecodeState(out.cache, mask, self.next_pos + 1, out.logits[:, -1].float())
 
 
+@functools.cache
+def _forward_takes(cls: type, name: str) -> bool:
+    forward = getattr(cls, "forward", None) or getattr(cls, "__call__")
+    try:
+        return name in inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: assume the protocol's arguments only
+        return False
+
+
+def takes_logits_to_keep(decoder: object) -> bool:
+    """Whether ``decoder`` accepts ``logits_to_keep`` (an optional argument of the Decoder protocol)."""
+    return _forward_takes(type(decoder), "logits_to_keep")
+
+
 def start_decoding(decoder, packed: PackedSequence) -> DecodeState:  # type: ignore[no-untyped-def]
     """Prefill the left-padded prompts: the state whose logits pick each row's first token."""
-    out = decoder(packed.embeds, packed.attention_mask, packed.position_ids, cache=None, use_cache=True)
+    # Only the last position's logits are sampled: a decoder that can skip the others is asked to.
+    keep = {"logits_to_keep": 1} if takes_logits_to_keep(decoder) else {}
+    out = decoder(packed.embeds, packed.attention_mask, packed.position_ids, cache=None, use_cache=True, **keep)
     next_pos = packed.attention_mask.sum(dim=1)  # each item's real prompt length
     return DecodeState(out.cache, packed.attention_mask, next_pos, out.logits[:, -1].float())
 

@@ -91,7 +91,8 @@ class SpeechLM(nn.Module):
 
     @property
     def input_dtype(self) -> torch.dtype:
-        """The dtype waveforms should have: the encoder's (bfloat16 once the model is cast to it)."""
+        """The dtype waveforms should have: the encoder's (bfloat16 once the model is cast to it;
+        float32 under ``--dtype auto``, which may give the decoder another, see ``nue_core.dtypes``)."""
         return next(self.encoder.parameters()).dtype
 
     def speech_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,8 @@ class SpeechLM(nn.Module):
     def encode_speech(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> BridgeOutput:
         """waveforms (b, s), lengths (b,) -> speech vectors (b, n, d) with lengths (b,)."""
         enc = self.encoder(waveforms, lengths)
-        return self.bridge(enc.hidden, enc.lengths)
+        # Parts may hold different dtypes (``--dtype auto``: e.g. a float32 encoder, a bfloat16 bridge).
+        return self.bridge(enc.hidden.to(_dtype_of(self.bridge, enc.hidden.dtype)), enc.lengths)
 
     def _text_segment(self, ids: list[int], batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = torch.tensor([ids], dtype=torch.long, device=device).expand(batch, -1)
@@ -125,11 +127,10 @@ class SpeechLM(nn.Module):
             left_pad: left-pad the batch (generation) instead of right-pad (training).
         """
         batch, device = speech.embeds.shape[0], speech.embeds.device
-        segments = [
-            self._text_segment(self.prefix_ids, batch, device),
-            (speech.embeds, speech.lengths),
-            self._text_segment(self.postfix_ids, batch, device),
-        ]
+        prefix = self._text_segment(self.prefix_ids, batch, device)
+        # The decoder's dtype (its embeddings'): the speech vectors come from a bridge that may hold another.
+        segments = [prefix, (speech.embeds.to(prefix[0].dtype), speech.lengths),
+                    self._text_segment(self.postfix_ids, batch, device)]
         if targets is not None:
             ids, lens = targets
             segments.append((self.decoder.embed(ids), lens))
@@ -236,6 +237,11 @@ class SpeechLM(nn.Module):
         return F.ctc_loss(
             log_probs, tgt_ids, speech.ctc_lengths, lens, blank=blank, reduction="mean", zero_infinity=True
         )
+
+
+def _dtype_of(module: nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype of ``module``'s first floating-point parameter (``default`` when it has none)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), default)
 
 
 def _target_cross_entropy(

@@ -202,6 +202,11 @@ class Decoder(Protocol):
     Optional methods (``SupportsCacheJoining``; only the continuous-batching engine,
     ``nue_core.inference.engine``, needs them, and says so when they are missing):
     ``join_caches`` and ``trim_cache``.
+
+    Optional argument: a forward that takes ``logits_to_keep: int = 0`` gets ``logits_to_keep=1``
+    for the prompt's prefill and returns (b, 1, vocab_size) logits of the last position only (the
+    only ones sampled: the others would cost prompt length x vocabulary for nothing). The core
+    looks at the forward's signature and leaves it out for a decoder that does not declare it.
     """
 
     embed_dim: int

@@ -25,5 +25,17 @@ RepetitionLimit = Annotated[Optional[int], typer.Option(
          "(default: the model's decode.repetition_limit; 12, or 0 for a released Nue-ASR folder)",
 )]
 Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)")]
-DType = Annotated[Optional[str], typer.Option("--dtype", help="float32 | bfloat16 | float16 (default: as saved)")]
+DType = Annotated[Optional[str], typer.Option(
+    "--dtype",
+    help="auto | float32 | bfloat16 | float16; auto: bfloat16 decoder where the CPU computes it natively and "
+         "measurably faster (float32 on other CPUs), bfloat16/float16 on a GPU; says on stderr what it picked",
+)]
+Quantize = Annotated[Optional[str], typer.Option(
+    "--quantize", help="int8: the decoder's linear layers in int8 (CPU only; faster on large decoders)"
+)]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on a terminal")]
+
+
+def report_precision(line: str) -> None:
+    """What ``--dtype auto`` / ``--quantize`` made of the model: one line on stderr."""
+    typer.echo(line, err=True)

@@ -45,7 +45,8 @@ def evaluate(
     max_new_tokens: opt.MaxNewTokens = None,
     repetition_limit: opt.RepetitionLimit = None,
     device: opt.Device = None,
-    dtype: opt.DType = None,
+    dtype: opt.DType = "auto",
+    quantize: opt.Quantize = None,
     progress: opt.Progress = True,
     timestamps: bool = typer.Option(False, "--timestamps", help="also score word timing against the manifest's 'words' (needs a model with a CTC head)"),
 ) -> None:
@@ -61,7 +62,7 @@ def evaluate(
     if out is not None:  # found now, not after decoding
         check_output(out, folder=True)
     options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit,
-                         timestamps="word" if timestamps else None)
+                         timestamps="word" if timestamps else None, quantize=quantize)
     entries = read_entries(manifest, require_text=True)
     if not entries:
         raise NueError(f"{manifest}: no utterances")
@@ -75,12 +76,13 @@ def evaluate(
     start = time.perf_counter()
     parts = out / "results.jsonl" if out else None
     if out is None or not dist_info().is_main:  # nothing to write here (other ranks: rank 0 writes)
-        results = run_transcription(model, entries, options, parts, progress_bar=progress_bar)
+        results = run_transcription(model, entries, options, parts, on_precision=opt.report_precision, progress_bar=progress_bar)
     else:
         with writing(out):
             out.mkdir(parents=True, exist_ok=True)
         with ResultRows(out / "results.jsonl", entries, lang) as rows:
-            results = run_transcription(model, entries, options, parts, on_result=rows.add, progress_bar=progress_bar)
+            results = run_transcription(model, entries, options, parts, on_precision=opt.report_precision,
+                                        on_result=rows.add, progress_bar=progress_bar)
     if results is None:  # a data-parallel rank other than 0
         return
     wall = time.perf_counter() - start

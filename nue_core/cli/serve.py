@@ -36,8 +36,11 @@ def serve(
                                                   help="on SIGTERM, seconds to wait for running requests "
                                                        "(default: until they finish)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: GPU if any)"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: as saved; "
-                                                              "float32 gives nue transcribe's exact transcripts)"),
+    dtype: Optional[str] = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16 (auto: as "
+                                                                "nue transcribe; float32 on a CPU without native "
+                                                                "bfloat16; says on stderr what it picked)"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: the decoder's linear layers in int8 "
+                                                                    "(CPU only)"),
 ) -> None:
     """Serve models over HTTP with OpenAI's transcription API (stops cleanly on SIGTERM)."""
     from nue_core.inference.engine import EngineLimits
@@ -53,13 +56,14 @@ def serve(
         if name.strip() in sources:
             raise typer.BadParameter(f"the name '{name.strip()}' is given twice", param_hint="'--model'")
         sources[name.strip()] = path.strip()
+    _check_precision(dtype, quantize, device)  # exit 2 before anything loads
     notice = bind_notice(host, api_key or None, allow_no_key)  # ConfigError -> exit 2 before anything loads
     if notice:
         typer.secho(notice, fg="yellow" if notice.startswith("WARNING") else None, err=True)
     settings = ServeSettings(api_key=api_key or None, max_upload_bytes=int(max_upload_mb * 2**20),
                              max_audio_seconds=max_audio_seconds, drain_timeout=drain_timeout)
     limits = EngineLimits(max_rows=max_rows, max_queued_seconds=max_queued_seconds)
-    loaders = {name: _loader(source, device, dtype) for name, source in sources.items()}
+    loaders = {name: _loader(source, device, dtype, quantize) for name, source in sources.items()}
     run_server(loaders, host=host, port=port, settings=settings, limits=limits)
 
 
@@ -69,13 +73,29 @@ def served_name(source: str) -> str:
     return path.resolve().name if path.is_dir() else (source.rstrip("/").rpartition("/")[2] or "default")
 
 
-def _loader(source: str, device: Optional[str], dtype: Optional[str]) -> Callable[[], Any]:
+def _check_precision(dtype: Optional[str], quantize: Optional[str], device: Optional[str]) -> None:
+    from nue_core.inference.runner import RunOptions, pick_device
+    from nue_core.errors import NueError
+
+    try:
+        RunOptions(device=device, dtype=dtype, quantize=quantize)
+    except NueError as exc:
+        raise typer.BadParameter(str(exc),
+                                 param_hint="'--quantize'" if "quantize" in str(exc) else "'--dtype'") from None
+    if quantize is not None and not pick_device(device).startswith("cpu"):
+        raise typer.BadParameter(f"{quantize} runs on the CPU only: add --device cpu", param_hint="'--quantize'")
+
+
+def _loader(source: str, device: Optional[str], dtype: Optional[str], quantize: Optional[str] = None
+            ) -> Callable[[], Any]:
     def load() -> Any:
-        from nue_core.dtypes import resolve_dtype
+        from nue_core.dtypes import AUTO, apply_precision
         from nue_core.inference.runner import load_model, pick_device
 
         model = load_model(source)
-        model.to(device=pick_device(device), dtype=resolve_dtype(dtype))
+        plan = apply_precision(model, dtype, pick_device(device), quantize)
+        if plan is not None and (dtype == AUTO or quantize is not None):
+            typer.echo(f"{served_name(source)}: {plan.describe()}", err=True)
         return model.eval()
 
     return load

@@ -44,7 +44,8 @@ def transcribe(
     max_new_tokens: opt.MaxNewTokens = None,
     repetition_limit: opt.RepetitionLimit = None,
     device: opt.Device = None,
-    dtype: opt.DType = None,
+    dtype: opt.DType = "auto",
+    quantize: opt.Quantize = None,
     progress: opt.Progress = True,
 ) -> None:
     """Transcribe audio files (wav flac ogg mp3 opus ...) with a speech LM."""
@@ -70,7 +71,7 @@ def transcribe(
     if timestamps is None and any(f in SUBTITLE_FORMATS for f in formats):
         timestamps = "segment"  # subtitles need times: segment times come with every model
     options = RunOptions(batch_size, num_beams, device, dtype, progress, max_new_tokens, ctc_weight, repetition_limit,
-                         timestamps)
+                         timestamps, quantize)
     inputs: list = read_entries(manifest, require_text=False) if manifest else []
     inputs += collect_audio(audio or [])
     if not inputs and model == DEFAULT_MODEL_NAME and not manifest:
@@ -87,7 +88,7 @@ def transcribe(
                 f"write one {kind} file per input ({where} would hold only one)", param_hint="'--format'")
     parts_base = output if output_dir is None else output_dir / "transcribe"
     if not dist_info().is_main:  # a data-parallel rank other than 0: rank 0 writes and reports
-        run_transcription(model, inputs, options, parts_base)
+        run_transcription(model, inputs, options, parts_base, on_precision=opt.report_precision)
         return
     writer: ResultWriter | OutputDirWriter
     if output_dir is not None:
@@ -99,7 +100,7 @@ def transcribe(
         # written as it comes, and the file replaces a previous one only once complete.
         writer = ResultWriter(output, kind, stream=sys.stdout, timed=timestamps is not None)
     with writer:
-        results = run_transcription(model, inputs, options, parts_base, on_result=writer.add,
+        results = run_transcription(model, inputs, options, parts_base, on_precision=opt.report_precision, on_result=writer.add,
                                     progress_bar=progress_bar)
     assert results is not None
     exit_on_failures(results, "{failed} of {total} input(s) failed:")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable, Optional, Sequence
 
-from nue_core.dtypes import DTYPES
+from nue_core.dtypes import AUTO, DTYPE_CHOICES
 from nue_core.errors import CheckpointError, ConfigError, NueError, one_line
 from nue_core.generation import GenerationConfig
 from nue_core.inference.distributed import (
@@ -22,6 +22,7 @@ from nue_core.inference.sources import AudioInput
 from nue_core.inference.timestamps import KINDS as TIMESTAMP_KINDS
 from nue_core.inference.timestamps import check_timestamps
 from nue_core.inference.transcriber import Transcriber, TranscriptionResult
+from nue_core.quantize import QUANTIZE_MODES
 
 # Called with (input index, result) for each input, in input order.
 OnResult = Callable[[int, TranscriptionResult], None]
@@ -37,17 +38,20 @@ class RunOptions:
     batch_size: int = 16
     num_beams: int = 1
     device: str | None = None
-    dtype: str | None = None
+    dtype: str | None = AUTO  # "auto": nue_core.dtypes.plan_precision; None: as saved
     progress: bool = True
     max_new_tokens: int | None = None
     ctc_weight: float | None = None  # None: the model config's decode.ctc_weight
     repetition_limit: int | None = None  # None: the model config's decode.repetition_limit
     timestamps: str | None = None  # None, "segment" or "word" (see Transcriber)
+    quantize: str | None = None  # None or "int8": the decoder's linear layers (CPU; nue_core.quantize)
 
     def __post_init__(self) -> None:
         # Checked before the model loads, so a typo costs nothing.
-        if self.dtype is not None and self.dtype not in DTYPES:
-            raise NueError(f"unknown --dtype '{self.dtype}'; choose {', '.join(DTYPES)}")
+        if self.dtype is not None and self.dtype not in DTYPE_CHOICES:
+            raise NueError(f"unknown --dtype '{self.dtype}'; choose {', '.join(DTYPE_CHOICES)}")
+        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
+            raise NueError(f"unknown --quantize '{self.quantize}'; choose {' or '.join(QUANTIZE_MODES)}")
         if self.ctc_weight is not None and not 0.0 <= self.ctc_weight <= 1.0:
             raise NueError(f"--ctc-weight {self.ctc_weight}: must be between 0 and 1")
         if self.repetition_limit is not None and self.repetition_limit < 0:
@@ -90,6 +94,7 @@ def run_transcription(
     parts_base: Path | None,
     on_result: OnResult | None = None,
     progress_bar: ProgressBar | None = None,
+    on_precision: Callable[[str], None] | None = None,
 ) -> list[TranscriptionResult] | None:
     """Transcribe ``inputs`` with the model at ``model_source``.
 
@@ -102,6 +107,8 @@ def run_transcription(
         on_result: called with (input index, result) in input order as results come; in a
             data-parallel run on rank 0 only, once the parts are merged.
         progress_bar: shows progress when ``options.progress`` is set, on rank 0 (None: no bar).
+        on_precision: called on rank 0 with one line saying what ``--dtype auto`` picked and why
+            (or what ``--quantize`` did), once the model is cast; not called for an explicit dtype.
 
     Returns:
         all results in input order; None on ranks other than 0 of a data-parallel run.
@@ -110,6 +117,9 @@ def run_transcription(
     if info.world > 1 and parts_base is None:
         raise NueError("a data-parallel run needs an output path: each process writes its part next to it")
     device = pick_device(options.device, info.local_rank)
+    if options.quantize is not None and not device.startswith("cpu"):  # before the model loads
+        raise NueError(f"--quantize {options.quantize} runs on the CPU only (torch's int8 linear kernels have no GPU "
+                       f"version): decode with --device cpu, or on {device} with --dtype auto (bfloat16 or float16)")
     init_distributed(info, device)
     try:
         model = load_model(model_source)
@@ -124,7 +134,11 @@ def run_transcription(
         except ConfigError as exc:
             raise NueError(f"--timestamps {options.timestamps}: {model_source}: {exc}") from None
         transcriber = Transcriber(model, batch_size=options.batch_size, generation=generation,
-                                  device=device, dtype=options.dtype, timestamps=options.timestamps)
+                                  device=device, dtype=options.dtype, timestamps=options.timestamps,
+                                  quantize=options.quantize)
+        if on_precision is not None and info.is_main and transcriber.precision is not None and (
+                options.dtype == AUTO or options.quantize is not None):
+            on_precision(transcriber.precision.describe())
         mine = shard(inputs, info)
         bar = progress_bar if options.progress and info.is_main else None
         results = _decode(transcriber, [item for _, item in mine], bar, on_result if info.world == 1 else None)

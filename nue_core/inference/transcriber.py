@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from nue_core.data.audio import AudioError
-from nue_core.dtypes import resolve_dtype
+from nue_core.dtypes import PrecisionPlan, apply_precision
 from nue_core.generation import GenerationConfig
 from nue_core.inference.assembly import ChunkOutput, assemble, decoded_chunk, should_align
 from nue_core.inference.chunking import ChunkPlan, split_points
@@ -103,12 +103,16 @@ class Transcriber:
         generation: decoding settings (default: greedy with the released Nue-ASR limits).
         num_beams: shortcut overriding ``generation.num_beams``.
         device: e.g. "cpu", "cuda:0"; None keeps the model where it is.
-        dtype: "float32", "bfloat16", "float16" (or a torch dtype); None keeps the model's.
+        dtype: "float32", "bfloat16", "float16" (or a torch dtype) for every part; "auto" for what
+            suits the device (``nue_core.dtypes.plan_precision``: float32 on a CPU without native
+            bfloat16); None keeps the model's. The plan applied is ``precision`` (logged once).
         chunking: how to cut clips longer than ``model.config.max_audio_seconds``.
         window: inputs read and sorted together (bounds memory on long lists).
         repetition_limit: shortcut overriding ``generation.repetition_limit`` (0 = no loop guard).
         timestamps: None, "segment" (``TranscriptionResult.segments``) or "word" (also
             ``words``; needs a CTC head, see ``nue_core.inference.timestamps``).
+        quantize: None, or "int8": the decoder's linear layers in int8 (CPU, float32 decoder;
+            ``nue_core.quantize``).
     """
 
     model: torch.nn.Module
@@ -121,6 +125,8 @@ class Transcriber:
     window: int | None = None
     repetition_limit: int | None = None  # last, so positional arguments above keep their places
     timestamps: str | None = None
+    quantize: str | None = None
+    precision: PrecisionPlan | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -131,9 +137,7 @@ class Transcriber:
             self.generation = replace(self.generation, num_beams=self.num_beams)
         if self.repetition_limit is not None:
             self.generation = replace(self.generation, repetition_limit=self.repetition_limit)
-        dtype = resolve_dtype(self.dtype)
-        if self.device is not None or dtype is not None:
-            self.model.to(device=self.device, dtype=dtype)
+        self.precision = apply_precision(self.model, self.dtype, self.device, self.quantize)
         self.model.eval()
         warn_if_untrained(self.model)
         check_timestamps(self.model, self.timestamps)

@@ -115,6 +115,7 @@ class HFCausalLMDecoder(nn.Module):
         # versions know only past_key_values. Ask the model once.
         params = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._keeps_logits = "logits_to_keep" in params  # else all logits are computed and sliced
 
     @property
     def model_type(self) -> str:
@@ -147,6 +148,7 @@ class HFCausalLMDecoder(nn.Module):
         position_ids: torch.Tensor,
         cache: Any = None,
         use_cache: bool | None = None,
+        logits_to_keep: int = 0,
     ) -> DecoderOutput:
         """Next-token logits.
 
@@ -157,23 +159,29 @@ class HFCausalLMDecoder(nn.Module):
             cache: the cache returned by the previous call, or None.
             use_cache: return an updated cache; None: in eval mode or when ``cache`` is given
                 (generation), not in training (saves memory, works with gradient checkpointing).
+            logits_to_keep: 0 for every position's logits, else only the last ``logits_to_keep``
+                (a prompt's prefill needs one: its (b, l, vocabulary) logits are most of the
+                output head's work and memory).
 
         Returns:
             DecoderOutput with logits (b, l, v) and the cache (None unless caching).
         """
         caching = cache is not None or (not self.training if use_cache is None else use_cache)
+        keep = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits else {}
         out = self.model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=caching,
             **{self._cache_kwarg: cache},
+            **keep,
         )
         # The output names its cache as the forward does. Never ask a model that says `cache` for
         # `past_key_values`: as an attribute, a key or a `get` default, that name is a deprecated
         # alias which logs a warning (into `nue transcribe`'s progress bar).
         new_cache = out.get(self._cache_kwarg)
-        return DecoderOutput(logits=out.logits, cache=new_cache if caching else None)
+        logits = out.logits if keep or not logits_to_keep else out.logits[:, -logits_to_keep:]
+        return DecoderOutput(logits=logits, cache=new_cache if caching else None)
 
     def reorder_cache(self, cache: Any, index: torch.Tensor) -> Any:
         """Cache rows picked by ``index`` (b',) of the cache's batch: beam expansion and reordering."""

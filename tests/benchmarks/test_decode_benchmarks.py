@@ -31,13 +31,28 @@ def test_bridges_smoke():
 @pytest.mark.slow
 def test_dtype_smoke():
     results = _main("decode_dtype")(["--smoke"])
-    assert results["tiny"]["float32_s"] > 0 and 0 <= results["tiny"]["agreement"] <= 1
+    assert results["default"]["float32"]["seconds"] > 0 and 0 <= results["default"]["int8"]["agreement"] <= 1
 
 
 @pytest.mark.slow
 def test_flops_smoke():
     results = _main("decode_flops")(["--smoke"])
     assert results["tiny"]["gflop_per_audio_s"] > 0 and results["tiny"]["bound_rtf"] > 0
+
+
+@pytest.mark.slow
+def test_paper_speed_smoke(capsys):
+    results = _main("paper_speed")(["--smoke"])
+    assert results["prefill"]["gflop"] > 0 and results["step"]["floor_s"] > 0
+    assert results["throughput"]["identical"]  # the engine gives the released path's tokens
+    assert "[decode step, batch 1]" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_mixed_lengths_smoke(capsys):
+    results = _main("decode_batched")(["--only-mixed", "--smoke"])
+    assert results["mixed"]["identical"] and results["mixed"]["chunks"] >= results["mixed"]["clips"]
+    assert "continuous" in capsys.readouterr().out
 
 
 def test_benchmarks_leave_autograd_on():

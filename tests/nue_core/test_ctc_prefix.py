@@ -80,3 +80,14 @@ def test_rows_without_frames_fall_back_to_the_decoder() -> None:
     llm = torch.randn(2, 4)
     scores, _ = scorer.score(scorer.initial_state(), llm)
     assert torch.allclose(scores[1], llm[1].log_softmax(-1))
+
+
+def test_a_batch_without_any_frame_scores_with_the_decoder_alone() -> None:
+    """Clips too short for a CTC frame (a batch of only such clips): no IndexError, no CTC say."""
+    from nue_core.ctc_prefix import CTCPrefixScorer
+
+    scorer = CTCPrefixScorer(torch.zeros(2, 0, 5), torch.zeros(2, dtype=torch.long), blank=4, eos=3, weight=0.5,
+                             candidates=2)
+    logits = torch.tensor([[0.0, 2.0, 1.0, -1.0], [3.0, 0.0, 0.0, 0.0]])
+    joint, _ = scorer.score(scorer.initial_state(), logits)
+    assert joint.argmax(dim=-1).tolist() == logits.argmax(dim=-1).tolist()
