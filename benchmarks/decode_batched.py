@@ -63,22 +63,6 @@ def compare(model, audio, batch_size: int, max_new_tokens: int | None = None, ct
             "tokens": tokens, "audio_s": sum(len(a) for a in audio) / common.SR}
 
 
-def mixed_clips(n: int, seed: int = 0, low: float = 1.0, high: float = 30.0) -> list[np.ndarray]:
-    """``n`` clips of ``low``-``high`` seconds: FSDD digits (else noise) joined with 0.1-0.5 s pauses."""
-    rng = np.random.default_rng(seed)
-    pool, _ = common.clips(200, seed=seed)
-    out = []
-    for _ in range(n):
-        target, parts, total = rng.uniform(low, high) * common.SR, [], 0
-        while total < target:
-            clip = pool[int(rng.integers(len(pool)))]
-            pause = np.zeros(int(rng.uniform(0.1, 0.5) * common.SR), np.float32)
-            parts += [clip, pause]
-            total += len(clip) + len(pause)
-        out.append(np.concatenate(parts)[: int(target)])
-    return out
-
-
 def compare_continuous(model, audio: list[np.ndarray], batch_size: int, repeat: int = 1) -> dict:
     """Static batches vs the continuous-batching engine on the chunks of ``audio``, same batch size."""
     from nue_core.inference.chunking import split_points
@@ -161,7 +145,7 @@ def _run(argv: list[str] | None) -> dict:
         import nue_core
 
         default = nue_core.load("default").eval()
-        r = compare_continuous(default, mixed_clips(8 if args.smoke else args.mixed_clips), args.batch_size,
+        r = compare_continuous(default, common.joined_clips(8 if args.smoke else args.mixed_clips, 1.0, 30.0), args.batch_size,
                                repeat=1 if args.smoke else args.repeat)
         results["mixed"] = r
         print(f"[mixed, default model] {r['clips']} clips of 1-30 s ({r['audio_s']:.0f} s audio, {r['chunks']} chunks, "

@@ -182,6 +182,33 @@ def plain_weights(model: torch.nn.Module) -> None:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
+def machine_line() -> str:
+    """The machine a figure was measured on: CPU flags that decide its speed (avx2, avx512,
+    native bfloat16, amx), cores, torch and its threads (``nue_core.dtypes`` reads the flags)."""
+    import platform
+
+    from nue_core.dtypes import cpu_flags, flags_summary
+
+    return (f"cpu: {platform.machine()}, flags: {flags_summary(cpu_flags())}; {os.cpu_count()} cores; "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def joined_clips(n: int, low: float, high: float, seed: int = 0, pool: int = 200) -> list[np.ndarray]:
+    """``n`` clips of ``low``-``high`` seconds: FSDD digits (noise when absent) joined with 0.1-0.5 s pauses."""
+    rng = np.random.default_rng(seed)
+    sources, _ = clips(pool, seed=seed)
+    out = []
+    for _ in range(n):
+        target, parts, total = rng.uniform(low, high) * SR, [], 0
+        while total < target:
+            clip = sources[int(rng.integers(len(sources)))]
+            pause = np.zeros(int(rng.uniform(0.1, 0.5) * SR), np.float32)
+            parts += [clip, pause]
+            total += len(clip) + len(pause)
+        out.append(np.concatenate(parts)[: int(target)].astype(np.float32))
+    return out
+
+
 def timed(fn: Callable[[], object], repeat: int = 1) -> tuple[object, float]:
     """``fn()``'s value and its best wall time over ``repeat`` runs (the least disturbed by other jobs)."""
     best, value = float("inf"), None

@@ -168,21 +168,9 @@ def _paper_model_without_psutil():
 def make_clips(n: int, smoke: bool, seed: int = 0) -> list[np.ndarray]:
     """FSDD digits (noise when FSDD is absent) joined with 0.1-0.5 s pauses: 5-10 s (smoke: 1-2 s)."""
     low, high = (1.0, 2.0) if smoke else (5.0, 10.0)
-    rng = np.random.default_rng(seed)
-    pool, _ = common.clips(40 if smoke else 200, seed=seed)
-    out = []
-    for _ in range(n):
-        target, parts, total = rng.uniform(low, high) * common.SR, [], 0
-        while total < target:
-            clip = pool[int(rng.integers(len(pool)))]
-            pause = np.zeros(int(rng.uniform(0.1, 0.5) * common.SR), np.float32)
-            parts += [clip, pause]
-            total += len(clip) + len(pause)
-        out.append(np.concatenate(parts)[: int(target)].astype(np.float32))
-    return out
+    return common.joined_clips(n, low, high, seed=seed, pool=40 if smoke else 200)
 
 
-@torch.inference_mode()
 def released_decode(model, audio: np.ndarray, max_new_tokens: int) -> tuple[list[int], int]:
     """The released code's path (``decode_common.reference_generate``): (ids without eos, tokens decided)."""
     got, eos = common.reference_generate(model, audio, max_new_tokens), model.tokenizer.eos_id

@@ -42,17 +42,6 @@ from nue_core.dtypes import apply_precision  # noqa: E402
 from nue_core.inference.engine import Engine, EngineLimits  # noqa: E402
 
 
-def cpu_flags() -> str:
-    """The CPU flags that decide low-precision speed (avx2, avx512f, avx512_bf16, amx_*)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    keep = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni") or f.startswith("amx")]
-    return " ".join(keep) or "none of avx2/avx512/amx"
-
-
 def bandwidth(gigabytes: float = 1.0, seconds: float = 1.0) -> float:
     """Measured memory read bandwidth in bytes/s: the best of repeated sums over a large buffer."""
     x = torch.ones(int(gigabytes * 2**30 / 4))  # float32, far beyond the caches
@@ -158,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--dtype", default="auto", help="precision of the engine side (auto, float32, ...)")
     args = parser.parse_args(argv)
-    print(f"cpu flags: {cpu_flags()}; threads {torch.get_num_threads()}; torch {torch.__version__}")
+    print(common.machine_line())
     if args.smoke:
         model, desc = common.tiny_model(True, 0)
         args.clips, args.tokens = min(args.clips, 4), min(args.tokens, 6)

@@ -27,23 +27,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import decode_common as common  # noqa: E402
 
 LEVELS = (1, 4, 16, 64)
-
-
-def cpu_flags() -> str:
-    """avx2 / avx512_bf16 / amx as /proc/cpuinfo lists them, and the core count."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    amx = sorted(f for f in flags if f.startswith("amx"))
-    return (f"cpu flags: avx2={'avx2' in flags} avx512_bf16={'avx512_bf16' in flags} "
-            f"amx={','.join(amx) if amx else False}; cores available: {len(os.sched_getaffinity(0))}")
 
 
 def make_clips(count: int, rate: int = 16000, seed: int = 0) -> list[bytes]:
@@ -111,7 +98,7 @@ def main() -> None:
     from nue_core.serve.app import create_app
     from nue_core.serve.server import ThreadedServer
 
-    print(cpu_flags())
+    print(common.machine_line())
     print(f"torch {torch.__version__}, intra-op threads {torch.get_num_threads()}")
     clips = make_clips(args.clips)
     import soundfile as sf

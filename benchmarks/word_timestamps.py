@@ -19,8 +19,6 @@ edge errors <= 80 ms).
 from __future__ import annotations
 
 import argparse
-import platform
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import decode_common as common  # noqa: E402
 from fsdd_timed import TRAIN_SPEAKERS, VALID_FROM, TimedFile, build, default_fsdd, recordings  # noqa: E402
 
 MIN_INSIDE, MAX_EDGE_S = 0.95, 0.080
@@ -109,21 +108,6 @@ def retime(model: torch.nn.Module, files: list[TimedFile], texts: list[str], ref
     return out
 
 
-def cpu_line() -> str:
-    """CPU flags that decide CPU speed (avx2, avx512_bf16, amx*) and the torch version."""
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    wanted = sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_bf16"} or re.match(r"amx", f))
-    return (f"cpu: {platform.machine()}, flags: {' '.join(wanted) or 'none of avx2/avx512/amx'}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
-
 def load_files(speaker: str, count: int, seed: int, fsdd: Path) -> list[TimedFile]:
     if speaker == "valid":
         return build(recordings(fsdd, TRAIN_SPEAKERS, VALID_FROM), count, seed)
@@ -166,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Score]:
     parser.add_argument("--fsdd", type=Path, default=default_fsdd())
     parser.add_argument("--check", action="store_true", help="exit 1 when the default setting misses the thresholds")
     args = parser.parse_args(argv)
-    print(cpu_line())
+    print(common.machine_line())
     files = load_files(args.speaker, args.files, args.seed, args.fsdd)
     words = sum(len(f.words) for f in files)
     print(f"{len(files)} files, {words} words, {sum(f.audio.shape[0] for f in files) / 16000:.0f} s of audio, speaker {args.speaker}, seed {args.seed}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-
 from dataclasses import dataclass, field
 
 import torch

@@ -8,7 +8,6 @@ within the file, and the transcript must be the same with and without timestamps
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 import sys
