@@ -201,3 +201,27 @@ def test_yaml_alias_bombs_and_deep_nesting_are_refused_in_files_and_in_set(tmp_p
     assert "train.yaml" in train and "aliases" in train, train
     assert "aliases" in set_bomb and "decoder.config=" in set_bomb, set_bomb
     assert "nested more than" in set_deep, set_deep
+
+
+def test_static_batches_for_a_decoder_that_cannot_join_caches(model, monkeypatch):
+    """A decoder without join_caches/trim_cache (a third-party one) is decoded in static batches
+    with SpeechLM.generate: same transcripts, and the same out-of-memory halving."""
+    import nue_core.inference.transcriber as transcriber
+
+    clips = [_noise(0.3 + 0.05 * i, i) for i in range(7)]
+    cfg = GenerationConfig(max_new_tokens=3)
+    on_engine = [r.text for r in Transcriber(model, batch_size=8, generation=cfg).transcribe(clips)]
+    monkeypatch.setattr(transcriber, "supports_joining", lambda decoder: False)
+    real, sizes = model.generate, []
+
+    def small_memory(waves, lengths, config=None):
+        sizes.append(waves.shape[0])
+        if waves.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(waves, lengths, config)
+
+    monkeypatch.setattr(model, "generate", small_memory)
+    tr = Transcriber(model, batch_size=8, generation=cfg)
+    results = tr.transcribe(clips)
+    assert [r.text for r in results] == on_engine and all(r.ok for r in results)
+    assert tr.batch_size == 2 and sizes == [7, 4, 2, 2, 2, 1]  # 7 fails, half (4) fails, then 2 at a time
