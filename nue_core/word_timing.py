@@ -1,4 +1,4 @@
-"""From aligned token spans to timed words, and from timed chunks to one word list.
+"""From aligned token spans to timed words (chunks of a long file are joined in ``nue_core.inference.assembly``).
 
 Shape legend: t = CTC frames (the frames ``forced_align`` ran over).
 
@@ -166,50 +166,3 @@ def trimmed(start: int, end: int, has_speech: Callable[[int], bool]) -> tuple[in
     """Drop the frames without speech at both ends of [start, end); a span with none is kept whole."""
     voiced = [f for f in range(start, end) if has_speech(f)]
     return (voiced[0], voiced[-1] + 1) if voiced else (start, end)
-
-
-def merge_chunk_words(chunks: Sequence[tuple[float, float, Sequence[Word]]]) -> list[Word]:
-    """One word list for a file transcribed in overlapping chunks.
-
-    Args:
-        chunks: (chunk start s, chunk end s, words with absolute times) in file order; only
-            consecutive chunks may overlap.
-
-    Returns:
-        Words sorted by start. A word read in both chunks of an overlap (the two copies share
-        more than half of the shorter one's time; texts may differ) is kept once: the copy whose
-        midpoint lies further from its own chunk's cut edge, where the chunk saw more context.
-        Chunk edges at the file's start and end are not cuts.
-    """
-    scored: list[list[tuple[float, Word]]] = []
-    for k, (start, end, words) in enumerate(chunks):
-        lo = start if k > 0 else -np.inf
-        hi = end if k + 1 < len(chunks) else np.inf
-        scored.append([(min(mid(w) - lo, hi - mid(w)), w) for w in words])
-    dropped: set[tuple[int, int]] = set()
-    for k in range(len(chunks) - 1):
-        a, b = chunks[k + 1][0], chunks[k][1]
-        if a >= b:
-            continue  # no overlap: nothing read twice
-        near = [(score, k + j, idx) for j in (0, 1) for idx, (score, w) in enumerate(scored[k + j])
-                if w.end > a and w.start < b]
-        kept: list[tuple[int, Word]] = []
-        for score, chunk, idx in sorted(near, key=lambda x: -x[0]):
-            word = scored[chunk][idx][1]
-            if any(c != chunk and same_time(word, other) for c, other in kept):
-                dropped.add((chunk, idx))
-            else:
-                kept.append((chunk, word))
-    merged = [w for k, ws in enumerate(scored) for idx, (_, w) in enumerate(ws) if (k, idx) not in dropped]
-    return sorted(merged, key=lambda w: (w.start, w.end))
-
-
-def mid(word: Word) -> float:
-    return (word.start + word.end) / 2
-
-
-def same_time(x: Word, y: Word) -> bool:
-    """True when two words share more than half of the shorter one's duration (or one point)."""
-    shared = min(x.end, y.end) - max(x.start, y.start)
-    shorter = min(x.end - x.start, y.end - y.start)
-    return shared > 0.5 * shorter if shorter > 0 else shared >= 0

@@ -32,9 +32,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nue_core.data.audio import AudioError, AudioTooLong
-from nue_core.errors import one_line
+from nue_core.errors import ConfigError, one_line
 from nue_core.inference.engine import EngineLimits, EngineResult, EngineStats, QueueFull
 from nue_core.inference.engine_background import EngineStopped
+from nue_core.inference.timestamps import check_timestamps
 from nue_core.serve.errors import ApiError, bad_request, error_body
 from nue_core.serve.metrics import CONTENT_TYPE, ServerMetrics
 from nue_core.serve.request import TranscriptionRequest, parse_transcription_form
@@ -152,9 +153,12 @@ def create_app(models: Mapping[str, ModelSource], settings: ServeSettings = Serv
                 await form.close()
             label = req.model
             served = state.served[req.model]
-            if req.wants_words and not served.has_ctc:
-                raise bad_request("timestamp_granularities", f"word timestamps need a model with a CTC head and "
-                                                             f"'{req.model}' has none; ask for segment")
+            if req.wants_words:
+                try:
+                    check_timestamps(served.model, "word")
+                except ConfigError:
+                    raise bad_request("timestamp_granularities", f"word timestamps need a model with a CTC head "
+                                                                 f"and '{req.model}' has none; ask for segment") from None
             samples = await asyncio.to_thread(_read_audio, served, req, settings.max_audio_seconds)
             seconds = samples.shape[0] / served.sample_rate
             if req.stream:

@@ -56,7 +56,6 @@ class ServedModel:
         warn_if_untrained(model)
         self.plan = default_plan(float(model.config.max_audio_seconds))
         self.engine = BackgroundEngine(Engine(model, None, limits))
-        self.has_ctc = getattr(model.bridge, "ctc_blank_id", None) is not None
         self.sample_rate = int(model.sample_rate)
 
     def start(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nue_core.alignment import TokenSpan, forced_align
-from nue_core.word_timing import RAW, Refinement, Word, group_words, merge_chunk_words, words_from_spans
+from nue_core.word_timing import RAW, Refinement, Word, group_words, words_from_spans
 
 PIECES = {0: "▁hel", 1: "lo", 2: "▁world", 3: "▁", 4: "7", 5: "Ġfoo", 6: "bar", 7: "あ", 8: "い", 9: " up"}
 FRAME = 0.08  # seconds per CTC frame: 50 Hz encoder, conv bridge stride 2 x 2
@@ -98,25 +98,6 @@ def test_from_forced_alignment() -> None:
 
 def w(text: str, start: float, end: float) -> Word:
     return Word(text, start, end, 0.9)
-
-
-def test_merge_keeps_overlap_words_once() -> None:
-    # Chunks [0, 10] and [8, 18]: overlap [8, 10], cut edges at 10 (chunk 1) and 8 (chunk 2).
-    first = [w("a", 1, 2), w("b", 8.2, 8.6), w("c", 9.5, 9.9)]
-    second = [w("b", 8.25, 8.65), w("c'", 9.45, 9.95), w("d", 12, 13)]
-    merged = merge_chunk_words([(0.0, 10.0, first), (8.0, 18.0, second)])
-    # "b" is further from chunk 1's cut (10) than from chunk 2's (8): chunk 1's copy; "c" the other way.
-    assert [x.word for x in merged] == ["a", "b", "c'", "d"]
-    assert merged[1].start == 8.2
-
-
-def test_merge_without_overlap_concatenates_and_keeps_distinct_neighbours() -> None:
-    merged = merge_chunk_words([(0.0, 5.0, [w("a", 1, 2)]), (5.0, 9.0, [w("b", 6, 7)])])
-    assert [x.word for x in merged] == ["a", "b"]
-    # Two different words touching in the overlap share little time: both stay.
-    merged = merge_chunk_words([(0.0, 10.0, [w("x", 8.0, 8.9)]), (8.0, 16.0, [w("y", 8.85, 9.6)])])
-    assert [x.word for x in merged] == ["x", "y"]
-    assert merge_chunk_words([]) == []
 
 
 def frames_of(words: list[Word], frame: float = FRAME) -> list[tuple[int, int]]:
