@@ -68,6 +68,45 @@ class CTCPrefixState:
         return CTCPrefixState(self.r_nonblank[:, :frames], self.r_blank[:, :frames], self.psi, self.last)
 
 
+def _linear_scan(start: torch.Tensor, log_x: torch.Tensor, gaps: bool) -> torch.Tensor:
+    """The recursion y[t] = (y[t-1] + exp(start[t])) * exp(log_x[t]) of the forward variables, in
+    log space and for all frames at once: y[t] = log sum_{s <= t} exp(start[s] + log_x[s..t] summed).
+
+    With X the cumulative sum of log_x that is X[t] + logcumsumexp_s(start[s] - X[s-1]). X reaches
+    -1e4 on long clips and the two terms cancel to a few nats, hence float64 for that part. A frame
+    with log_x = -inf zeroes every path through it. Past a clip's end (a suffix of frames) only the
+    result needs masking. Inside a clip (``gaps``) it restarts the sum: X steps down there by more
+    than the starts span plus float64's exp range, so that earlier starts add exactly nothing, and
+    frames with no finite start since the last such frame are -inf.
+
+    Args:
+        start: (r, c, t) log of what enters at frame t (-inf: nothing).
+        log_x: (r, c or 1, t) log-probability of frame t's symbol.
+        gaps: whether log_x may hold -inf before its last finite frame.
+
+    Returns:
+        (r, c, t) y, in start's dtype.
+    """
+    dead = torch.isneginf(log_x)
+    start64 = start.double()
+    gaps = gaps and start.numel() > 0  # amax of no rows would raise
+    if gaps:
+        finite = torch.isfinite(start64)
+        known = start64.masked_fill(~finite, 0.0)
+        step = known.amax() - known.amin() + 1000.0  # 1000 > 745 (float64 exp underflow) + log(t)
+        cum = torch.where(dead, -step, log_x.double()).cumsum(dim=-1)
+    else:
+        cum = log_x.double().masked_fill(dead, 0.0).cumsum(dim=-1)
+    before = torch.nn.functional.pad(cum[..., :-1], (1, 0))  # X[s - 1], 0 before frame 0
+    y = (cum + torch.logcumsumexp(start64 - before, dim=-1)).to(start.dtype)
+    if gaps:
+        frame = torch.arange(log_x.shape[-1], device=log_x.device)
+        last_start = torch.where(finite, frame, -1).cummax(dim=-1).values
+        last_dead = torch.where(dead, frame, -1).cummax(dim=-1).values
+        dead = dead | (last_start <= last_dead)
+    return y.masked_fill(dead, NEG_INF)
+
+
 def _pad_frames(x: torch.Tensor, frames: int) -> torch.Tensor:
     """x (r, t, ...) padded with -inf along t to ``frames``."""
     if x.shape[1] == frames:
@@ -101,6 +140,9 @@ class CTCPrefixScorer:
         self.blank, self.eos, self.weight, self.candidates = blank, eos, weight, candidates
         self.ctc_classes = log_probs.shape[-1] - 1
         self.has_frames = self.lengths > 0  # rows without frames fall back to the decoder alone
+        # A class with probability 0 inside a clip (an -inf logit) cuts the recursion there: rare,
+        # and it costs ``_linear_scan`` extra work, so it is looked for once here.
+        self.gaps = bool((torch.isneginf(log_probs) & valid[..., None]).any())
 
     def initial_state(self) -> CTCPrefixState:
         """The empty prefix: only blanks so far."""
@@ -127,6 +169,7 @@ class CTCPrefixScorer:
         out.log_probs = torch.cat([_pad_frames(s.log_probs, frames) for s in scorers])
         out.lengths = torch.cat([s.lengths for s in scorers])
         out.has_frames = torch.cat([s.has_frames for s in scorers])
+        out.gaps = any(s.gaps for s in scorers)
         return out
 
     @property
@@ -153,6 +196,9 @@ class CTCPrefixScorer:
     def extend(self, state: CTCPrefixState, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Forward variables and prefix scores of ``prefix + token`` for (r, c) candidate tokens.
 
+        The forward recursion over frames is linear in probabilities: ``_linear_scan`` runs it as
+        cumulative sums over the frame axis, with no Python loop over frames.
+
         Returns:
             psi (r, c), r_nonblank (r, c, t), r_blank (r, c, t). Tokens outside the CTC classes
             (and eos, handled by ``_end_score``) get psi = -inf.
@@ -168,15 +214,13 @@ class CTCPrefixScorer:
         repeat = (tokens == state.last[:, None])[..., None]  # (r, c, 1)
         phi = torch.logaddexp(state.r_blank[:, None, :],
                               state.r_nonblank[:, None, :].masked_fill(repeat, NEG_INF))  # (r, c, t)
-        r_n = torch.full_like(x, NEG_INF)
-        r_b = torch.full_like(x, NEG_INF)
-        empty = (state.last < 0)[:, None]  # (r, 1): the label may start at frame 0
-        r_n[:, :, 0] = torch.where(empty, x[:, :, 0], torch.full_like(x[:, :, 0], NEG_INF))
-        psi = r_n[:, :, 0].clone()
-        for t in range(1, frames):
-            r_n[:, :, t] = torch.logaddexp(r_n[:, :, t - 1], phi[:, :, t - 1]) + x[:, :, t]
-            r_b[:, :, t] = torch.logaddexp(r_b[:, :, t - 1], r_n[:, :, t - 1]) + x_blank[:, :, t]
-            psi = torch.logaddexp(psi, phi[:, :, t - 1] + x[:, :, t])
+        # The new label's first frame is t: after phi[t - 1], or at frame 0 for the empty prefix.
+        empty = torch.where(state.last < 0, 0.0, NEG_INF)[:, None, None].expand(rows, x.shape[1], 1)  # (r, c, 1)
+        start = torch.cat([empty, phi[:, :, :-1]], dim=2)  # (r, c, t)
+        # r_n[t] = (r_n[t-1] + phi[t-1]) x[t];  r_b[t] = (r_b[t-1] + r_n[t-1]) x_blank[t] (probabilities).
+        r_n = _linear_scan(start, x, self.gaps)
+        r_b = _linear_scan(torch.cat([torch.full_like(empty, NEG_INF), r_n[:, :, :-1]], dim=2), x_blank, self.gaps)
+        psi = torch.logsumexp(start + x, dim=2)  # (r, c): the label's first frame is any t
         return psi, r_n, r_b
 
     def score(self, state: CTCPrefixState, llm_logits: torch.Tensor

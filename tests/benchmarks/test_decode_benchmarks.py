@@ -70,3 +70,9 @@ def test_only_paper_implies_paper(monkeypatch):
     monkeypatch.setattr(common, "paper_model", lambda layers, *a, **k: asked.append(layers))  # None: "skipped"
     assert main(["--only-paper", "--paper-layers", "2"]) == {}
     assert asked == [2]
+
+
+def test_ctc_prefix_speed_smoke():
+    """The vectorised recursion agrees with the frame loop on every benchmarked shape."""
+    results = _main("ctc_prefix_speed")(["--smoke"])
+    assert results and all(r["max_diff"] < 1e-3 for r in results.values())
