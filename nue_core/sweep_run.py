@@ -102,11 +102,11 @@ def evaluate_model(model_dir: Path, manifest: Path, language: str | None) -> dic
 @torch.no_grad()
 def prompt_rate(model: Any, utterances: list[Any]) -> float:
     """LLM prompt tokens (speech vectors + text prompt) per second of audio, measured on real clips."""
-    from nue_core.data.audio import load_audio
+    from nue_core.data.entry_audio import read_entry_audio
 
     tokens = seconds = 0.0
     for utt in utterances:
-        audio = torch.from_numpy(load_audio(utt.audio, model.sample_rate, utt.start, utt.end))[None]
+        audio = torch.from_numpy(read_entry_audio(utt, model.sample_rate))[None]
         speech = model.encode_speech(audio, torch.tensor([audio.shape[1]]))
         tokens += int(speech.lengths[0]) + len(model.prefix_ids) + len(model.postfix_ids)
         seconds += audio.shape[1] / model.sample_rate

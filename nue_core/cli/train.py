@@ -15,8 +15,13 @@ from nue_core.cli._output import OldOut, check_output, pick_output
 def train(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model YAML, preset name, or a saved model folder (continues from its weights)"),
-    train_manifest: Path = typer.Option(..., "--train", help="training manifest (JSONL or Kaldi data folder)"),
-    valid_manifest: Optional[Path] = typer.Option(None, "--valid", help="validation manifest (loss, CER/WER, best model)"),
+    train_manifest: list[str] = typer.Option(
+        ..., "--train", help="training manifest: JSONL (ours, NeMo, lhotse cuts), Kaldi folder, saved HF dataset, "
+        ".tar shards (a file, folder or {000..009} list); repeat --train or give a comma list for several (docs/data.md)"
+    ),
+    valid_manifest: Optional[list[str]] = typer.Option(
+        None, "--valid", help="validation manifest(s), as --train (loss, CER/WER, best model)"
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="run folder: checkpoints/, best/, final/, metrics.jsonl (required)"),
     old_out: OldOut = None,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="train settings YAML (TrainConfig fields)"),
@@ -35,6 +40,7 @@ def train(
     SIGTERM writes a checkpoint and exits; --resume continues exactly where it stopped. A folder
     that already holds a run needs --resume or --overwrite.
     """
+    from nue_core.cli._train_progress import RichTrainProgress
     from nue_core.overrides import parse_override, set_dotted
     from nue_core.train.config import TrainConfig
     from nue_core.train.run import train as run_training
@@ -52,8 +58,8 @@ def train(
     if skip_bad:
         settings["skip_bad"] = True
     train_config = TrainConfig.from_dict(settings, source="nue train settings")
-    result = run_training(model, train_manifest, valid_manifest, out, train_config, resume, model_overrides,
-                          overwrite=overwrite)
+    result = run_training(model, train_manifest, valid_manifest or None, out, train_config, resume, model_overrides,
+                          overwrite=overwrite, progress=RichTrainProgress)
     if result.status == "stopped":
         typer.echo(f"stopped at step {result.step}; resume with: nue train {model} ... --output {out} --resume")
         return

@@ -57,6 +57,17 @@ def load_audio(path: str | Path, sample_rate: int, start: float | None = None, e
     return prepare_waveform(data, rate, sample_rate, source=str(path))
 
 
+def decode_open(handle, source: str, sample_rate: int, start: float | None = None,  # type: ignore[no-untyped-def]
+                end: float | None = None) -> np.ndarray:
+    """(s,) mono float32 samples at ``sample_rate`` of an open ``soundfile.SoundFile`` between ``start`` and ``end`` s.
+
+    What ``load_audio`` does once the file is open, for audio that is not a plain file (a tar
+    member, bytes): ``nue_core.data.entry_audio``. soundfile errors are the caller's to wrap.
+    """
+    data, rate = _read_open(handle, source, sample_rate, start, end)
+    return prepare_waveform(data, rate, sample_rate, source=source)
+
+
 def _read_open(handle, source: str, sample_rate: int, start: float | None = None, end: float | None = None,  # type: ignore[no-untyped-def]
                max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 samples of an open soundfile between ``start`` and ``end`` s, and the rate.

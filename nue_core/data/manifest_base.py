@@ -7,7 +7,9 @@ a line too long to be a manifest entry is skipped without being held in memory.
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -15,6 +17,7 @@ from typing import BinaryIO, Iterator
 from nue_core.errors import InputError
 
 BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: far above any real entry, small enough to hold
 
 # A str holds a surrogate code point only when it is lone (JSON "\ud800"); it cannot be written as
@@ -44,12 +47,41 @@ class ReferenceWord:
 
 
 @dataclass(frozen=True)
+class TarMember:
+    """Audio stored as a member of an uncompressed tar file (webdataset shards), read by offset.
+
+    Attributes:
+        name: the member's name in the tar (for messages).
+        offset: byte offset of the member's data in the tar file.
+        size: the member's size in bytes.
+    """
+
+    name: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
+class DatasetRow:
+    """Audio in one row of a Hugging Face dataset saved with ``save_to_disk`` (its folder is ``audio``).
+
+    Attributes:
+        index: the row.
+        column: the audio column (an ``Audio`` feature: encoded bytes, or a path to a file).
+    """
+
+    index: int
+    column: str
+
+
+@dataclass(frozen=True)
 class Utterance:
     """One manifest entry.
 
     Attributes:
         id: utterance id (JSONL: ``id`` or ``<file>:<line>``).
-        audio: absolute path of the audio file.
+        audio: absolute path of the audio file (or of the tar file / dataset folder that holds the
+            audio, see ``container``).
         text: transcript ('' when the manifest has none, e.g. for transcription).
         duration: seconds, if the manifest gives it.
         speaker: speaker label, if given.
@@ -57,6 +89,8 @@ class Utterance:
             of None with a start runs to the end of the recording.
         source: ``file:line`` the entry came from, for error messages.
         words: the true words with their times (JSONL ``words``), for timing evaluation, or None.
+        container: where inside ``audio`` the encoded audio is (a tar member, a dataset row); None:
+            ``audio`` is itself an audio file. ``nue_core.data.entry_audio`` reads every kind.
     """
 
     id: str
@@ -68,6 +102,7 @@ class Utterance:
     end: float | None = None
     source: str = ""
     words: tuple[ReferenceWord, ...] | None = None
+    container: TarMember | DatasetRow | None = None
 
 
 @dataclass(frozen=True)
@@ -125,14 +160,19 @@ class Line:
 def read_lines(path: Path) -> Iterator[Line]:
     """The non-blank lines of a UTF-8 text file (a leading BOM is dropped; ``\\r\\n`` ends are fine).
 
+    A gzip-compressed file (``cuts.jsonl.gz``, known by its magic bytes) is decompressed as it is read.
+
     Raises:
-        ManifestError: the file cannot be opened or read at all.
+        ManifestError: the file cannot be opened or read at all (or its gzip stream is damaged).
     """
     try:
-        with open(path, "rb") as handle:
-            yield from _lines(handle, path)
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            with (gzip.GzipFile(fileobj=raw) if gzipped else raw) as handle:
+                yield from _lines(handle, path)
+    except (OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a truncated or damaged gzip stream
+        raise ManifestError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _lines(handle: BinaryIO, path: Path) -> Iterator[Line]:

@@ -16,6 +16,7 @@ from typing import Iterable, Union
 import numpy as np
 
 from nue_core.data.audio import AudioError, load_audio, prepare_waveform
+from nue_core.data.entry_audio import read_entry_audio
 from nue_core.data.manifest import Utterance, read_manifest
 from nue_core.errors import errno_meaning, reading
 
@@ -79,8 +80,9 @@ def load_input(item: AudioInput, sample_rate: int, source: str) -> np.ndarray:
 
 def _load(item: AudioInput, sample_rate: int, source: str) -> np.ndarray:
     if isinstance(item, Utterance):
-        check_audio_file(item.audio)
-        return load_audio(item.audio, sample_rate, item.start, item.end)
+        if item.container is None:  # a tar member or dataset row is checked by its reader
+            check_audio_file(item.audio)
+        return read_entry_audio(item, sample_rate)
     if isinstance(item, (str, Path)):
         check_audio_file(item)
         return load_audio(item, sample_rate)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from nue_core.config import ConfigModel, read_yaml_mapping, validate
 from nue_core.data.augment import AugmentConfig
@@ -34,7 +34,12 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward (encoder and decoder)")
     find_unused_parameters: bool = Field(
-        True, description="DDP: allow parameters without gradient in a step (SpecAugment embed, LayerDrop)"
+        True, description="DDP: allow parameters without gradient in a step (SpecAugment embed, LayerDrop); "
+        "FSDP: reduce zeros for them"
+    )
+    fsdp: bool = Field(
+        False, description="shard weights, gradients and optimizer state over the processes (FSDP2), for models "
+        "whose training state does not fit one device; several processes (torchrun), CPU or GPU (docs/scaling.md)"
     )
     # data
     batch_seconds: float = Field(60.0, gt=0, description="padded audio seconds per batch (count x longest)")
@@ -45,11 +50,18 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
     skip_bad: bool = Field(
         False, description="skip (and count) bad manifest entries, and items found unreadable during training, instead of stopping"
     )
-    check_audio: Literal["quick", "full"] = Field(
-        "quick", description="pre-flight audio check: quick (header, first and last frames) or full (decode every "
-        "file as training will: ~15 CPU-min per 1000 h of FLAC, plus reading it)"
+    check_audio: Literal["none", "quick", "full"] = Field(
+        "quick", description="pre-flight audio check: quick (header, first and last frames; ~0.5 ms per file), full "
+        "(decode every file as training will: ~15 CPU-min per 1000 h of FLAC, plus reading it) or none (entries whose "
+        "manifest gives a duration are not opened; a bad file is found when training reads it)"
     )
     cache_audio: bool = Field(False, description="keep decoded audio in memory (small data sets)")
+    num_workers: int | None = Field(
+        None, ge=0, description="processes reading, augmenting and padding training batches ahead of the loop; "
+        "0 = in the training process; None = from the machine: min(4, cores - 1) with a GPU, on CPU 2 (0 with one core); "
+        "cores per local process"
+    )
+    prefetch: int = Field(2, ge=1, description="batches each loader worker reads ahead")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="training-time augmentation")
     # evaluation and checkpoints
     eval_every: int = Field(500, gt=0, description="validate every N optimizer steps (and at the end)")
@@ -68,7 +80,35 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
     seed: int = Field(0, description="seeds weights order, data order, augmentation, dropout")
     max_bad_steps: int = Field(20, ge=0, description="stop after this many skipped non-finite steps in total")
     progress: bool = Field(True, description="show a progress bar")
-    tensorboard: bool = Field(True, description="write TensorBoard events to RUN_DIR/tensorboard")
+    report_to: list[str] = Field(
+        default_factory=lambda: ["tensorboard"],
+        description="experiment trackers, as accelerate's log_with names them: tensorboard, wandb, mlflow, comet_ml, "
+        "aim, clearml, dvclive, swanlab, trackio, all; [] = none (metrics.jsonl is always written); "
+        'wandb and mlflow: pip install "nue-asr[tracking]"',
+    )
+    tracker_project: str = Field(
+        "nue-asr", min_length=1, description="W&B project / MLflow experiment the run is reported under (the run is "
+        "named after its folder); TensorBoard events go to RUN_DIR/tensorboard/THIS"
+    )
+    tensorboard: bool | None = Field(
+        None, description="deprecated, use report_to: false removes tensorboard from report_to, true adds it"
+    )
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, names: list[str]) -> list[str]:
+        from nue_core.train.tracking import check_names
+
+        return check_names(names)
+
+    @model_validator(mode="after")
+    def _tensorboard_alias(self) -> "TrainConfig":
+        """Fold the deprecated ``tensorboard`` flag into ``report_to`` (so train.yaml holds one of them)."""
+        if self.tensorboard is not None:
+            names = [n for n in self.report_to if n != "tensorboard"]
+            self.report_to = names + ["tensorboard"] if self.tensorboard else names
+            self.tensorboard = None
+        return self
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "train config") -> "TrainConfig":

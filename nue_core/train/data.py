@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nue_core.data.audio import AudioError, load_audio
+from nue_core.data.audio import AudioError
 from nue_core.data.augment import AugmentConfig, augment
 from nue_core.data.batching import AudioBatch, pad_waveforms
+from nue_core.data.entry_audio import read_entry_audio
 from nue_core.data.manifest import Utterance, scan_manifest
 from nue_core.data.validate import DataError, ValidationReport, checked_entries
 
@@ -60,6 +61,13 @@ class UtteranceSet:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def __getstate__(self) -> dict:
+        # A pickled copy (a loader worker started by spawn/forkserver) starts with an empty cache:
+        # shipping the decoded corpus to every worker would multiply it in memory.
+        state = dict(self.__dict__)
+        state["_cache"] = {} if self._cache is not None else None
+        return state
+
     @property
     def durations(self) -> list[float]:
         return [float(e.duration or 0.0) for e in self.entries]
@@ -74,7 +82,7 @@ class UtteranceSet:
             return self._cache[index]
         e = self.entries[index]
         try:
-            wave = load_audio(e.audio, self.sample_rate, e.start, e.end)
+            wave = read_entry_audio(e, self.sample_rate)  # a file, a tar member or a dataset row
         except (AudioError, OSError) as exc:  # OSError: a file deleted or unreachable since the check
             raise UnreadableItemError(f"{e.source or e.id}: {exc}") from None
         if self._cache is not None:
@@ -104,7 +112,10 @@ class UtteranceSet:
                 continue
             kept.append(i)
         if aug is not None and aug.enabled and rng is not None:
-            waves = [augment(w, aug, rng, self.sample_rate) for w in waves]
+            try:
+                waves = [augment(w, aug, rng, self.sample_rate) for w in waves]
+            except AudioError as exc:  # a noise or impulse-response file (the message names it): stop
+                raise UnreadableItemError(str(exc)) from None  # with a checkpoint, as for an item
         waveforms, lengths = pad_waveforms(waves)
         return AudioBatch(waveforms, lengths, [self.entries[i].text for i in kept], [self.entries[i].id for i in kept])
 

@@ -1,4 +1,10 @@
-"""Where training reports go: a metrics JSONL file, TensorBoard events and a rich progress bar."""
+"""Where training reports go: a metrics JSONL file (always), the run's trackers (TensorBoard, W&B,
+MLflow ...: ``nue_core.train.tracking``) and a progress display.
+
+The display is whatever the caller passes (``ProgressFactory``): the command line draws a rich bar
+(``nue_core.cli._train_progress``); the library itself prints its messages as plain lines, so it
+imports no terminal UI.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,17 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+if TYPE_CHECKING:
+    from nue_core.train.tracking import Trackers
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLog:
-    """Appends ``{"split", "step", ...}`` lines to ``RUN_DIR/metrics.jsonl`` (and TensorBoard).
+    """Appends ``{"split", "step", ...}`` lines to ``RUN_DIR/metrics.jsonl`` and hands each record
+    to the run's trackers.
 
     A resumed run appends after the lines of the interrupted one; readers keep the last line of
     each (split, step).
@@ -23,33 +31,25 @@ class MetricsLog:
     (``filename``), so the trainer's message can say which.
     """
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, trackers: "Trackers | None" = None) -> None:
         self.path = Path(run_dir) / METRICS_FILE
-        self.events = Path(run_dir) / "tensorboard"
-        self._writer = None
+        self.run_dir = Path(run_dir)
+        self._trackers = trackers
         with _naming(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            with _naming(self.events):
-                self._writer = SummaryWriter(str(self.events))
 
     def log(self, split: str, step: int, values: dict[str, Any]) -> None:
         record = {"split": split, "step": step, "time": round(time.time(), 3), **values}
         with _naming(self.path), open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            with _naming(self.events):  # the event writer's thread re-raises its error here
-                for key, value in values.items():
-                    if isinstance(value, (int, float)):
-                        self._writer.add_scalar(f"{split}/{key}", value, step)
-                self._writer.flush()
+        if self._trackers is not None:
+            with _naming(self.run_dir):  # TensorBoard's writer thread re-raises its error here
+                self._trackers.log(split, step, values)
 
     def close(self) -> None:
-        if self._writer is not None:
-            with _naming(self.events):
-                self._writer.close()
+        if self._trackers is not None:
+            with _naming(self.run_dir):
+                self._trackers.close()
 
 
 @contextlib.contextmanager
@@ -78,30 +78,41 @@ def read_metrics(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
     return {split: [steps[s] for s in sorted(steps)] for split, steps in by_split.items()}
 
 
-class ProgressBar:
-    """Steps, loss, learning rate, audio-seconds per second and ETA on one line (main process only)."""
+class TrainProgress(Protocol):
+    """What the trainer shows while it runs: a context manager told each step, and its messages."""
+
+    def __enter__(self) -> "TrainProgress": ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def update(self, step: int, loss: float, lr: float, audio_rate: float) -> None:
+        """Step ``step`` done: running loss, learning rate, audio-seconds trained per second."""
+
+    def print(self, text: str) -> None:
+        """A message (validation results, a stop): a line of its own, whatever the display."""
+
+
+# (total steps, step to start from, show it: the main process with ``progress`` set) -> a display
+ProgressFactory = Callable[[int, int, bool], TrainProgress]
+
+
+class PlainProgress:
+    """The library's display: no bar, each message printed as a line (the CLI passes a rich bar)."""
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self._progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-            disable=not enabled,
-        )
-        self._task = self._progress.add_task("train", total=total, completed=start, info="")
+        self.total, self.enabled = total, enabled
 
-    def __enter__(self) -> "ProgressBar":
-        self._progress.start()
+    def __enter__(self) -> "PlainProgress":
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        return None
 
     def update(self, step: int, loss: float, lr: float, audio_rate: float) -> None:
-        info = f"loss {loss:.3f}  lr {lr:.2e}  {audio_rate:.1f} audio-s/s"
-        self._progress.update(self._task, completed=step, info=info)
+        return None
 
     def print(self, text: str) -> None:
-        self._progress.console.print(text, markup=False, highlight=False)
+        print(text, flush=True)
 
 
 class MetricsWindow:

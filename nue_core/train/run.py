@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, Union
 
 import torch
 
 from nue_core.checkpoint import CONFIG_FILE
+from nue_core.data.manifest import manifest_paths, scan_manifests
+from nue_core.data.validate import checked_entries
 from nue_core.errors import ConfigError, writing
 from nue_core.model import SpeechLM
 from nue_core.train.config import TrainConfig
 from nue_core.train.data import UtteranceSet
+from nue_core.train.logs import ProgressFactory
+from nue_core.train.provenance import record_start
 from nue_core.train.run_folder import check_run_folder, clear_run_folder, remove_stale_temporaries
 from nue_core.train.trainer import Trainer, TrainResult, make_accelerator, seed_everything
+
+# One manifest, a comma list, or several (``nue train --train a.jsonl --train b.jsonl``).
+Manifests = Union[str, Path, Sequence[Union[str, Path]]]
 
 
 def build_training_model(source: str | Path, model_overrides: dict[str, Any] | None = None, seed: int = 0) -> SpeechLM:
@@ -53,29 +60,40 @@ def build_training_model(source: str | Path, model_overrides: dict[str, Any] | N
 
 
 def load_data(
-    config: TrainConfig, model: SpeechLM, train_manifest: Path, valid_manifest: Path | None, say: Any = print
+    config: TrainConfig, model: SpeechLM, train_manifest: Manifests, valid_manifest: Manifests | None, say: Any = print
 ) -> tuple[UtteranceSet, UtteranceSet | None]:
-    """Read and check the manifests (every entry once; bad ones stop the run or are skipped)."""
+    """Read and check the manifests (every entry once; bad ones stop the run or are skipped).
+
+    Args:
+        train_manifest, valid_manifest: a manifest, a comma list or a sequence of them; several
+            make one set (``scan_manifests``: ids must stay unique across them).
+    """
     limit = config.max_audio_seconds or model.config.max_audio_seconds
     sets = []
-    for path in (train_manifest, valid_manifest):
-        if path is None:
+    for manifests in (train_manifest, valid_manifest):
+        if manifests is None:
             sets.append(None)
             continue
-        data, report = UtteranceSet.from_manifest(path, model.sample_rate, limit, config.skip_bad, config.cache_audio,
-                                                  full_check=config.check_audio == "full")
+        paths = manifest_paths(manifests)
+        name = " + ".join(paths)
+        scanned = scan_manifests(paths)  # bad lines are reported (or skipped) with the bad audio
+        entries, report = checked_entries(
+            scanned.entries, name, limit, config.skip_bad, scanned.problems,
+            decode_rate=model.sample_rate if config.check_audio == "full" else None, probe=config.check_audio != "none")
+        del scanned  # the checked entries replace the scanned ones: keep one copy of a large corpus
+        data = UtteranceSet(entries, model.sample_rate, config.cache_audio, config.skip_bad)
         if report.problems:
-            say(report.summary(str(path), limit=20) + "\n  (skipped: --skip-bad)")
+            say(report.summary(name, limit=20) + "\n  (skipped: --skip-bad)")
         minutes = sum(data.durations) / 60
-        say(f"{path}: {len(data)} utterances, {minutes:.1f} min of audio" + (f", {len(report.problems)} skipped" if report.problems else ""))
+        say(f"{name}: {len(data)} utterances, {minutes:.1f} min of audio" + (f", {len(report.problems)} skipped" if report.problems else ""))
         sets.append(data)
     return sets[0], sets[1]
 
 
 def train(
-    model_source: str | Path, train_manifest: Path, valid_manifest: Path | None, run_dir: Path,
+    model_source: str | Path, train_manifest: Manifests, valid_manifest: Manifests | None, run_dir: Path,
     config: TrainConfig, resume: bool = False, model_overrides: dict[str, Any] | None = None,
-    say: Any = print, *, overwrite: bool = False,
+    say: Any = print, *, overwrite: bool = False, progress: ProgressFactory | None = None,
 ) -> TrainResult:
     """Build the model, check the data, train (resuming when asked), return how it ended.
 
@@ -83,6 +101,9 @@ def train(
         run_dir: the run folder. One that already holds a run needs ``resume`` (continue it) or
             ``overwrite`` (delete its files and start over; refused when the folder holds
             anything a run does not write): see ``nue_core.train.run_folder``.
+        progress: shows the steps (``nue train`` passes its rich bar); default: messages as lines.
+
+    Each start records what it ran with in ``run_dir/provenance/`` (``nue_core.train.provenance``).
 
     Raises:
         RunExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
@@ -90,7 +111,7 @@ def train(
     run_dir = Path(run_dir)
     # Before anything slow (building the model and reading the data can take minutes).
     check_run_folder(run_dir, resume, overwrite, model_source)
-    acc = make_accelerator(config)
+    acc = make_accelerator(config, run_dir)
     if not acc.is_main_process:
         say = _quiet
     if overwrite:
@@ -98,14 +119,15 @@ def train(
             clear_run_folder(run_dir)
         acc.wait_for_everyone()
     model = build_training_model(model_source, model_overrides, config.seed)
-    train_set, valid_set = load_data(config, model, Path(train_manifest), valid_manifest and Path(valid_manifest), say)
-    trainer = Trainer(model, config, train_set, valid_set, run_dir, accelerator=acc)
+    train_set, valid_set = load_data(config, model, train_manifest, valid_manifest, say)
+    trainer = Trainer(model, config, train_set, valid_set, run_dir, accelerator=acc, progress=progress)
     if trainer.acc.is_main_process:
         with writing(run_dir):
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "train.yaml").write_text(config.to_yaml(), encoding="utf-8")
             model.config.save(run_dir / "model.yaml")
             _clean_leftovers(run_dir, say)
+            record_start(run_dir, config, model.config, resume, trainer.acc.num_processes)
     if resume:
         found = trainer.resume(say=say)
         say(f"resumed from step {trainer.state.step}" if found else "no checkpoint to resume from; starting fresh")

@@ -21,17 +21,21 @@ from pathlib import Path
 
 from nue_core.atomic import leftover_pattern
 from nue_core.errors import ConfigError
+from nue_core.train.provenance import PROVENANCE_DIR
+from nue_core.train.tracking import WANDB_DIR
 
 # Entries whose presence means a run already made progress here (results that would be mixed).
 RUN_MARKERS = ("checkpoints", "metrics.jsonl", "best", "final", "tensorboard")
-# Everything a run writes into its folder (``curves.png``: ``nue plot``'s default output).
-RUN_ENTRIES = (*RUN_MARKERS, "train.yaml", "model.yaml", "curves.png")
+# Everything a run writes into its folder (``curves.png``: ``nue plot``'s default output;
+# ``provenance/``: what each start ran with; ``wandb/``: that tracker's local files).
+RUN_ENTRIES = (*RUN_MARKERS, "train.yaml", "model.yaml", "curves.png", PROVENANCE_DIR, WANDB_DIR)
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step-"  # a checkpoint is CHECKPOINTS/step-00000100
 # Leftovers by the naming rule of ``nue_core.atomic``, for the folders saved atomically in each
 # place only (never a user's ``.notes.tmp-1`` or a file of a subfolder).
 _RUN_LEFTOVER = leftover_pattern("best|final")
 _CHECKPOINT_LEFTOVER = leftover_pattern(re.escape(STEP_PREFIX) + r"\d+")
+_PROVENANCE_LEFTOVER = leftover_pattern(r"start-\d+\.yaml")  # files are written through a temporary too
 
 
 class RunExistsError(ConfigError):
@@ -88,7 +92,8 @@ def check_run_folder(run_dir: Path, resume: bool, overwrite: bool, model_source:
 def stale_temporaries(run_dir: Path) -> list[Path]:
     """Leftovers of interrupted saves in ``run_dir`` and its checkpoints folder (see the module doc)."""
     found: list[Path] = []
-    for folder, pattern in ((run_dir, _RUN_LEFTOVER), (run_dir / CHECKPOINTS, _CHECKPOINT_LEFTOVER)):
+    for folder, pattern in ((run_dir, _RUN_LEFTOVER), (run_dir / CHECKPOINTS, _CHECKPOINT_LEFTOVER),
+                            (run_dir / PROVENANCE_DIR, _PROVENANCE_LEFTOVER)):
         if folder.is_dir():
             found += sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
     return found

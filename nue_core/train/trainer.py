@@ -19,11 +19,11 @@ Shape legend: b = batch, s = audio samples.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import signal
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,23 +31,30 @@ import numpy as np
 import torch
 
 from nue_core.checkpoint import WEIGHTS_FILE, check_tensors, load_checked, save_model
-from nue_core.data.batching import AudioBatch, make_batches, shard_batches
+from nue_core.data.batching import AudioBatch, BatchOrder
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig
 from nue_core.grad_checkpointing import enable_gradient_checkpointing
 from nue_core.model import SpeechLM
 from nue_core.train import checkpointing as ckpt
-from nue_core.train.checkpointing import RunWriteError
+from nue_core.train import sharding
 from nue_core.train.config import TrainConfig
 from nue_core.train.data import UnreadableItemError, UtteranceSet
 from nue_core.train.faults import RunGuard, TrainingError
-from nue_core.train.logs import MetricsLog, MetricsWindow, ProgressBar
+from nue_core.train.loader import BatchFeed, BatchPlan, resolve_workers
+from nue_core.train.logs import MetricsLog, MetricsWindow, PlainProgress, ProgressFactory, TrainProgress
 from nue_core.train.optim import build_optimizer, build_scheduler
 from nue_core.train.state import TrainerState, TrainResult
+from nue_core.train.tracking import Trackers, accelerator_kwargs
 from nue_core.train.validation import ValidationResult, validate
 
-def make_accelerator(config: TrainConfig) -> Any:
-    """An ``accelerate.Accelerator`` for this config (DDP kwargs, mixed precision checked)."""
+def make_accelerator(config: TrainConfig, run_dir: Path | None = None) -> Any:
+    """An ``accelerate.Accelerator`` for this config (DDP kwargs, mixed precision checked; the
+    ``report_to`` trackers, writing under ``run_dir``: none without it).
+
+    Raises:
+        ConfigError: fp16 without a GPU; a tracker in ``report_to`` is not installed.
+    """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -56,7 +63,8 @@ def make_accelerator(config: TrainConfig) -> Any:
         raise ConfigError("precision fp16 needs a CUDA GPU (loss scaling); on CPU use bf16 or fp32")
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     ddp = DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
-    return Accelerator(mixed_precision=mixed, cpu=not cuda, kwargs_handlers=[ddp])
+    return Accelerator(mixed_precision=mixed, cpu=not cuda, kwargs_handlers=[ddp],
+                       **accelerator_kwargs(config.report_to, run_dir))
 
 
 def seed_everything(seed: int, *salt: int) -> None:
@@ -75,20 +83,27 @@ class Trainer:
         config: training settings.
         train, valid: validated data (``valid`` may be None: no validation, no best model).
         run_dir: output folder (checkpoints/, best/, final/, metrics.jsonl, tensorboard/).
-        accelerator: an ``accelerate.Accelerator``; default: ``make_accelerator(config)``.
+        accelerator: an ``accelerate.Accelerator``; default: ``make_accelerator(config, run_dir)``.
+        progress: what shows the steps (the CLI's rich bar); default: messages as plain lines.
     """
 
     def __init__(
         self, model: SpeechLM, config: TrainConfig, train: UtteranceSet, valid: UtteranceSet | None,
-        run_dir: Path | str, accelerator: Any = None,
+        run_dir: Path | str, accelerator: Any = None, progress: ProgressFactory | None = None,
     ) -> None:
         self.config, self.train_data, self.valid_data = config, train, valid
         self.run_dir = Path(run_dir)
-        self.acc = accelerator or make_accelerator(config)
+        self.acc = accelerator or make_accelerator(config, self.run_dir)
+        self.progress = progress or PlainProgress
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         self.raw_model = model
-        self.model, self.optimizer = self.acc.prepare(model.train(), build_optimizer(model, config))
+        if sharding.wants_own_sharding(config.fsdp, config.precision, self.acc):  # docs: nue_core.train.sharding
+            self.model = sharding.shard_model(model.train(), self.acc.device, config.find_unused_parameters)
+            self.optimizer = self.acc.prepare(build_optimizer(self.model, config))
+        else:
+            self.model, self.optimizer = self.acc.prepare(model.train(), build_optimizer(model, config))
+        self._sharded = sharding.is_sharded(self.model)
         self.state = TrainerState()
         self.total_steps = self._total_steps()
         self.scheduler = build_scheduler(self.optimizer, config, self.total_steps)
@@ -96,12 +111,17 @@ class Trainer:
         self._saved_step: int | None = None  # the step of the checkpoint last written or resumed from
         self.guard = RunGuard(self.acc, self.run_dir, lambda: self.state.step)
         self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._feed: BatchFeed | None = None  # the input pipeline, started by the first step that needs it
 
     # ---- data ---------------------------------------------------------------------------------
+    @functools.cached_property
+    def _plan(self) -> BatchPlan:
+        c = self.config
+        return BatchPlan(self.train_data.durations, c.batch_seconds, c.seed, c.max_batch_size,
+                         self.acc.process_index, self.acc.num_processes)
+
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        batches = make_batches(self.train_data.durations, self.config.batch_seconds, self.config.seed, epoch,
-                               max_batch_size=self.config.max_batch_size)
-        return shard_batches(batches, self.acc.process_index, self.acc.num_processes)
+        return self._plan.epoch(epoch)
 
     def _total_steps(self) -> int:
         if self.config.max_steps is not None:
@@ -109,15 +129,23 @@ class Trainer:
         per_epoch = len(self._epoch_batches(0))
         return max(1, math.ceil(self.config.epochs * per_epoch / self.config.grad_accum))
 
-    def _next_indices(self) -> list[int]:
-        """The next batch of this rank, advancing (and rolling over) the data order."""
-        order = self.state.order
-        batches = self._epoch_batches(order.epoch)
-        if order.position >= len(batches):
-            order.epoch, order.position = order.epoch + 1, 0
-            batches = self._epoch_batches(order.epoch)
-        order.position += 1
-        return batches[order.position - 1]
+    def _next_batches(self) -> BatchFeed:
+        """The input pipeline positioned at this step; (re)started when it is not (first step, resume)."""
+        step, order = self.state.step, self.state.order
+        if self._feed is None or not self._feed.expects(step, order):
+            self.close_loader()
+            c = self.config
+            workers = resolve_workers(c.num_workers, self.acc.device.type == "cuda")
+            self._feed = BatchFeed(self.train_data, c.augment, self._plan, step, order, c.grad_accum,
+                                   max(self.total_steps, step + 1), workers, c.prefetch,
+                                   pin_memory=self.acc.device.type == "cuda")
+        return self._feed
+
+    def close_loader(self) -> None:
+        """Shut the loader's worker processes down (``fit`` does, however it ends)."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
 
     # ---- one optimizer step -------------------------------------------------------------------
     def _all_finite(self, value: torch.Tensor) -> bool:
@@ -131,20 +159,24 @@ class Trainer:
             UnreadableItemError: on every rank, when one met an unreadable item without
                 ``skip_bad``; the data order is put back, so a resumed run retries this step.
         """
-        salt, order = (self.state.step, self.acc.process_index), replace(self.state.order)
+        order, feed = self.state.order, self._next_batches()
         batches: list[AudioBatch] = []
+        skipped: dict[str, str] = {}
         error = None
-        try:
-            for micro in range(self.config.grad_accum):
-                rng = np.random.default_rng([self.config.seed & 0xFFFFFFFF, *salt, micro])
-                batches.append(self.train_data.batch(self._next_indices(), self.config.augment, rng))
-        except UnreadableItemError as exc:
-            error = exc
+        for _ in range(self.config.grad_accum):
+            loaded = next(feed)
+            if loaded.error is not None:
+                error = UnreadableItemError(loaded.error)
+                break
+            assert loaded.batch is not None
+            self.state.order = BatchOrder(*loaded.request.after)
+            batches.append(loaded.batch)
+            skipped.update(loaded.unreadable)
         failed, empty = self.guard.any_rank(error is not None, any(not b.ids for b in batches))
         if failed:
             self.state.order = order
             raise error or UnreadableItemError("another process met an unreadable item (its message names it)")
-        self.state.skipped_items.update(self.train_data.unreadable_by_id())
+        self.state.skipped_items.update(skipped)
         return batches, empty
 
     def train_step(self) -> dict[str, float] | None:
@@ -160,7 +192,9 @@ class Trainer:
             sync = contextlib.nullcontext() if micro == accum - 1 else self.acc.no_sync(self.model)
             with sync:
                 with self.acc.autocast():
-                    out = self.model(batch.waveforms.to(self.acc.device), batch.lengths.to(self.acc.device),
+                    # non_blocking: the loader pins batches on CUDA, so the copy overlaps the launch
+                    out = self.model(batch.waveforms.to(self.acc.device, non_blocking=True),
+                                     batch.lengths.to(self.acc.device, non_blocking=True),
                                      self.raw_model.target_ids(batch.texts))
                 if not self._all_finite(out.loss):
                     return self._skip_step()
@@ -172,7 +206,10 @@ class Trainer:
         return self._apply_update(totals)
 
     def _apply_update(self, totals: dict[str, float]) -> dict[str, float] | None:
-        if self.config.clip is not None:
+        if self._sharded:  # each rank holds a shard of the gradients: the norm takes them all
+            self.acc.unscale_gradients()
+            norm = sharding.grad_norm(self._params, self.config.clip)
+        elif self.config.clip is not None:
             norm = self.acc.clip_grad_norm_(self._params, self.config.clip)
         else:
             norm = torch.norm(torch.stack([p.grad.detach().norm() for p in self._params if p.grad is not None]))
@@ -208,28 +245,34 @@ class Trainer:
         if self.valid_data is None:
             return None
         result, failure = None, None
-        if self.acc.is_main_process:
-            c = self.config
-            gen = GenerationConfig.for_model(self.raw_model.config, tokens_per_second=c.decode_tokens_per_second,
-                                             extra_tokens=c.decode_extra_tokens)
-            model = self.acc.unwrap_model(self.model)
-            try:
-                result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
-                                  c.eval_max_items, autocast=self.acc.autocast)
-                self._keep_best(result)
-            except (UnreadableItemError, RunWriteError) as exc:
-                failure = exc
+        with sharding.gathered(self.model):  # FSDP: whole weights everywhere, so the main process decodes alone
+            if self.acc.is_main_process:
+                c = self.config
+                gen = GenerationConfig.for_model(self.raw_model.config, tokens_per_second=c.decode_tokens_per_second,
+                                                 extra_tokens=c.decode_extra_tokens)
+                model = self.acc.unwrap_model(self.model)
+                try:
+                    result = validate(model, self.valid_data, c.eval_batch_seconds or c.batch_seconds, gen,
+                                      c.eval_max_items, autocast=self.acc.autocast)
+                except UnreadableItemError as exc:
+                    failure = exc
         self.acc.wait_for_everyone()
         self.guard.stop_together(failure)
+        self._keep_best(result)
         return result
 
-    def _keep_best(self, result: ValidationResult) -> None:
-        value = result.metric(self.config.best_metric)
-        if result.items == 0 or (self.state.best is not None and not value < self.state.best):
+    def _keep_best(self, result: ValidationResult | None) -> None:
+        """Write best/ when the main process's ``result`` beats the best so far (every rank calls it:
+        gathering sharded weights takes them all)."""
+        value = result.metric(self.config.best_metric) if result is not None and result.items > 0 else None
+        better = value is not None and (self.state.best is None or value < self.state.best)
+        if not self.guard.any_rank(better)[0]:
             return
-        with self.guard.writing(self.run_dir / "best"):
-            save_model(self.raw_model, self.run_dir / "best", trained=True, state=self.acc.get_state_dict(self.model))
-        self.state.best, self.state.best_step = value, self.state.step  # once it is on disk
+        state = self._model_state()
+        best = self.run_dir / "best"
+        self.guard.write_on_main(best, lambda: save_model(self.raw_model, best, trained=True, state=state))
+        if value is not None:
+            self.state.best, self.state.best_step = value, self.state.step  # once it is on disk
 
     def save_checkpoint(self) -> Path | None:
         """Write a resumable checkpoint (main process writes; every rank joins the state gather).
@@ -237,10 +280,12 @@ class Trainer:
         Raises:
             RunWriteError: on every rank, when the write failed (the earlier checkpoints are intact).
         """
-        model_state = self.acc.get_state_dict(self.model)
+        model_state = self._model_state()
+        optimizer_state = (sharding.full_optimizer_state(self.model, self.optimizer) if self._sharded
+                           else self.optimizer.state_dict())
         target = self.run_dir / ckpt.CHECKPOINTS / f"{ckpt.PREFIX}{self.state.step:08d}"
         path = self.guard.write_on_main(target, lambda: ckpt.save_checkpoint(
-            self.run_dir, self.state.step, self.raw_model, model_state, self.optimizer.state_dict(),
+            self.run_dir, self.state.step, self.raw_model, model_state, optimizer_state,
             self.scheduler.state_dict(), self.state.to_dict(), self.config.keep_last,
         ))
         self._saved_step = self.state.step
@@ -281,13 +326,19 @@ class Trainer:
         model = self.acc.unwrap_model(self.model)
         try:  # the same name, shape and dtype checks as loading a model folder
             check_tensors(model.state_dict(), loaded["model"], folder / "model" / WEIGHTS_FILE)
-            load_checked(model, loaded["model"], folder / "model" / WEIGHTS_FILE)
+            if self._sharded:  # each rank keeps its slice of the whole weights
+                sharding.load_full_weights(self.model, loaded["model"])
+            else:
+                load_checked(model, loaded["model"], folder / "model" / WEIGHTS_FILE)
         except CheckpointError as exc:  # not damage: another model; older checkpoints would not fit either
             raise TrainingError(f"{exc}; resume with the same MODEL_CONFIG") from None
         try:
-            self.optimizer.load_state_dict(loaded["optimizer"])
+            if self._sharded:
+                sharding.load_full_optimizer(self.model, self.optimizer, loaded["optimizer"])
+            else:
+                self.optimizer.load_state_dict(loaded["optimizer"])
             self.scheduler.load_state_dict(loaded["scheduler"])
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
             raise CheckpointError(f"{folder}: optimizer or scheduler state does not fit ({exc})") from None
         ckpt.set_rng_state(*loaded["rng"])
         self.state, self._saved_step = state, state.step
@@ -309,7 +360,9 @@ class Trainer:
         log = None
         if self.acc.is_main_process:
             with self.guard.writing():
-                log = MetricsLog(self.run_dir, self.config.tensorboard)
+                c = self.config
+                trackers = Trackers(self.acc, c.tracker_project, c, self.raw_model.config, self.run_dir)
+                log = MetricsLog(self.run_dir, trackers)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             status, last = self._loop(log)
@@ -319,6 +372,7 @@ class Trainer:
                     log.close()
             raise
         finally:
+            self.close_loader()
             signal.signal(signal.SIGTERM, previous)
         if log is not None:
             with self.guard.writing():
@@ -333,7 +387,7 @@ class Trainer:
     def _loop(self, log: MetricsLog | None) -> tuple[str, ValidationResult | None]:
         c, last = self.config, None
         show = c.progress and self.acc.is_main_process
-        with ProgressBar(self.total_steps, self.state.step, show) as bar:
+        with self.progress(self.total_steps, self.state.step, show) as bar:
             window = MetricsWindow()
             while self.state.step < self.total_steps:
                 try:
@@ -369,9 +423,9 @@ class Trainer:
             self.save_checkpoint()
         return UnreadableItemError(
             f"{exc}; stopped at step {self.state.step} (checkpoint {ckpt.PREFIX}{self.state.step:08d} kept): fix or "
-            "remove that entry, or add --skip-bad to skip unreadable items, then continue with --resume")
+            "remove that file or entry (--skip-bad skips unreadable manifest items), then continue with --resume")
 
-    def _validate_and_log(self, log: MetricsLog | None, bar: ProgressBar) -> ValidationResult | None:
+    def _validate_and_log(self, log: MetricsLog | None, bar: TrainProgress) -> ValidationResult | None:
         result = self.run_validation()
         if result is not None and log is not None:
             with self.guard.writing():
@@ -382,8 +436,12 @@ class Trainer:
                       f"WER {result.wer:.2%}  | ref: {ref!r} hyp: {hyp!r}")
         return result
 
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The whole weights on the main process (every rank calls it: sharded ones are gathered)."""
+        return sharding.full_model_state(self.model) if self._sharded else self.acc.get_state_dict(self.model)
+
     def _save_final(self) -> Path:
-        state = self.acc.get_state_dict(self.model)
+        state = self._model_state()
         final = self.run_dir / "final"
         self.guard.write_on_main(final, lambda: save_model(self.raw_model, final, trained=True, state=state))
         return final

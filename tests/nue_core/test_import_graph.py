@@ -163,3 +163,34 @@ def test_core_imports_no_plugin() -> None:
         for target in targets if target.split(".")[0] in PLUGINS
     )
     assert not bad, f"nue_core imports plugins by name (it must find them through entry points): {bad}"
+
+
+# The terminal UI belongs to the command line: a library user (a notebook, a server, another
+# program) must not get rich or typer pulled in, nor their output.
+CLI_STACK = ("rich", "typer", "click")
+
+
+def _external_imports(tree: ast.AST) -> set[str]:
+    """Absolute module names imported anywhere in ``tree`` (relative imports are ours, left out)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_cli_stack_finder_sees_imports_inside_functions() -> None:
+    tree = ast.parse("def show():\n    from rich.progress import Progress\n    import typer.main\n")
+    assert {n.split(".")[0] for n in _external_imports(tree)} & set(CLI_STACK) == {"rich", "typer"}
+
+
+def test_library_imports_no_cli_stack() -> None:
+    bad = sorted(
+        f"{module} -> {name}"
+        for module, path in MODULES.items() if module != "nue_core.cli" and not module.startswith("nue_core.cli.")
+        for name in _external_imports(ast.parse(path.read_text(encoding="utf-8")))
+        if name.split(".")[0] in CLI_STACK
+    )
+    assert not bad, f"library modules import the command line's UI (keep it under nue_core/cli/): {bad}"
