@@ -53,7 +53,8 @@ def transcribe(
     from nue_core.inference.distributed import dist_info
     from nue_core.cli._run_report import exit_on_failures, progress_bar
     from nue_core.inference.runner import RunOptions, run_transcription
-    from nue_core.inference.sources import collect_audio, read_entries
+    from nue_core.data.audio_files import collect_audio
+    from nue_core.inference.sources import read_entries
     from nue_core.inference.output_dir import OutputDirWriter
     from nue_core.inference.writers import SUBTITLE_FORMATS, ResultWriter
 

@@ -66,7 +66,7 @@ class AudioFolder:
         """List the audio files under ``value``; ValueError when it is missing or holds none."""
         if isinstance(value, AudioFolder):
             return value
-        from nue_core.inference.sources import AUDIO_EXTENSIONS, collect_audio
+        from nue_core.data.audio_files import AUDIO_EXTENSIONS, collect_audio
 
         if not isinstance(value, (str, Path)):
             raise ValueError(f"expected a folder path, got {value!r}")

@@ -2,7 +2,7 @@
 
 A sample is the run of adjacent members that share a key (the member name up to the first dot of
 its last component, as webdataset splits it). Its audio is the one member with an audio extension
-(``AUDIO_EXTENSIONS``); its transcript is ``KEY.txt`` (UTF-8; one trailing line end dropped) or, without
+(``AUDIO_MEMBERS``); its transcript is ``KEY.txt`` (UTF-8; one trailing line end dropped) or, without
 one, the ``text`` of ``KEY.json`` (whose ``duration`` and ``speaker`` are used too; other keys are
 ignored). Other members (``.cls``, ``.npy`` ...) are ignored. The id is the key; a key met twice,
 in one shard or two, is a problem. Problems name ``SHARD:KEY``.
@@ -26,11 +26,13 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
+from nue_core.data.audio_files import AUDIO_EXTENSIONS
 from nue_core.data.manifest_base import (
     GZIP_MAGIC, MAX_LINE_BYTES, ManifestError, ManifestProblem, ManifestRead, TarMember, Utterance, text_problem,
 )
 
-AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "opus", "mp3")
+# A member KEY.EXT is the sample's audio when .EXT is an audio extension nue reads.
+AUDIO_MEMBERS = tuple(sorted(ext.lstrip(".") for ext in AUDIO_EXTENSIONS))
 MAX_SHARDS = 1_000_000  # one brace range; far above real shard counts, far below what exhausts memory
 # webdataset's split: the key is the path up to the first dot of the last component.
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -173,10 +175,10 @@ def _samples(tar: tarfile.TarFile, path: Path, read: ManifestRead):  # type: ign
 
 def _sample(key: str, members: dict[str, tarfile.TarInfo], tar: tarfile.TarFile, where: str, path: Path,
             require_text: bool) -> Utterance:
-    audio = [ext for ext in members if ext in AUDIO_EXTENSIONS]
+    audio = [ext for ext in members if ext in AUDIO_MEMBERS]
     if len(audio) != 1:
         raise _BadSample(f"{'no' if not audio else 'several'} audio members ({', '.join(audio) or 'none'}); "
-                         f"expected one of {key}.{{{','.join(AUDIO_EXTENSIONS)}}}")
+                         f"expected one of {key}.{{{','.join(AUDIO_MEMBERS)}}}")
     meta = _json(tar, members["json"]) if "json" in members else {}
     if "txt" in members:
         text: object = _member_text(tar, members["txt"]).removesuffix("\n").removesuffix("\r")

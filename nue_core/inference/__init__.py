@@ -8,7 +8,7 @@
 
 from nue_core.inference.chunking import ChunkPlan, join_all, join_texts, split_points
 from nue_core.inference.engine import Engine, EngineLimits, EngineResult, QueueFull
-from nue_core.inference.sources import AUDIO_EXTENSIONS, collect_audio
+from nue_core.data.audio_files import AUDIO_EXTENSIONS, collect_audio
 from nue_core.inference.transcriber import Transcriber, TranscriptionResult, transcribe
 
 __all__ = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import numpy as np
 
@@ -20,26 +20,8 @@ from nue_core.data.entry_audio import read_entry_audio
 from nue_core.data.manifest import Utterance, read_manifest
 from nue_core.errors import errno_meaning, reading
 
-# Extensions collected from folders. soundfile (libsndfile >= 1.1) decodes all of them; mp3/opus
-# need a libsndfile built with those codecs, and a file it cannot decode is reported, not fatal.
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64", ".wv"})
-
 # One input: a path, a manifest entry, an array at the model's rate, or (array, sample_rate).
 AudioInput = Union[str, Path, Utterance, np.ndarray, "torch.Tensor", tuple]  # noqa: F821
-
-
-def collect_audio(paths: Iterable[str | Path], extensions: frozenset[str] = AUDIO_EXTENSIONS) -> list[Path]:
-    """Files as given, folders expanded recursively to their audio files (sorted, by extension).
-
-    A path that does not exist is kept, so it is reported by name when it fails to load.
-    """
-    out: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions))
-        else:
-            out.append(path)
-    return out
 
 
 def read_entries(manifest: str | Path, require_text: bool) -> list[Utterance]:
