@@ -24,6 +24,7 @@ from nue_core.errors import ConfigError
 def make_batches(
     durations: Sequence[float], batch_seconds: float, seed: int, epoch: int,
     shuffle: bool = True, bucket_width: float = 0.5, max_batch_size: int | None = None,
+    groups: Sequence[tuple[int, int]] | None = None,
 ) -> list[list[int]]:
     """Batches of indices for one epoch.
 
@@ -35,12 +36,19 @@ def make_batches(
         shuffle: randomise within buckets of ``bucket_width`` seconds and the batch order;
             without it batches are in length order (validation).
         max_batch_size: optional cap on utterances per batch.
+        groups: per utterance ``(stream, window)``, for sequential reading (tar shards: the shard
+            and the sample's window within it, ``shard_windows``). Batches then never mix groups:
+            each stream's windows come front to back, one after the other; streams come in a
+            random order; inside a window utterances are bucketed, batched and shuffled as usual,
+            and each batch lists its utterances in stream order (forward reads).
 
     Returns:
         A list of batches, each a list of indices into ``durations``.
     """
     if batch_seconds <= 0:
         raise ConfigError(f"batch_seconds must be positive, got {batch_seconds}")
+    if groups is not None and shuffle:
+        return _grouped_batches(durations, batch_seconds, seed, epoch, bucket_width, max_batch_size, groups)
     rng = np.random.default_rng([seed, epoch])
     durations = np.asarray(durations, dtype=np.float64)
     order = rng.permutation(len(durations)) if shuffle else np.arange(len(durations))
@@ -64,6 +72,57 @@ def make_batches(
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _grouped_batches(
+    durations: Sequence[float], batch_seconds: float, seed: int, epoch: int, bucket_width: float,
+    max_batch_size: int | None, groups: Sequence[tuple[int, int]],
+) -> list[list[int]]:
+    """``make_batches`` with ``groups`` (see there): a pure function of ``(seed, epoch)`` too."""
+    if len(groups) != len(durations):
+        raise ConfigError(f"{len(groups)} groups for {len(durations)} utterances")
+    members: dict[tuple[int, int], list[int]] = {}
+    for index, key in enumerate(groups):
+        members.setdefault((int(key[0]), int(key[1])), []).append(index)
+    streams = sorted({stream for stream, _ in members})
+    order = np.random.default_rng([seed, epoch]).permutation(len(streams))
+    batches: list[list[int]] = []
+    for stream in (streams[i] for i in order.tolist()):
+        for window in sorted(w for s_, w in members if s_ == stream):
+            indices = members[(stream, window)]
+            # Each window draws from its own stream of randomness: its batches do not depend on
+            # how the others are cut.
+            salt = int(np.random.SeedSequence([epoch, stream + 1, window]).generate_state(1)[0])
+            local = make_batches([durations[i] for i in indices], batch_seconds, seed, salt, True, bucket_width,
+                                 max_batch_size)
+            batches += [sorted(indices[j] for j in batch) for batch in local]
+    return batches
+
+
+def shard_windows(streams: Sequence[int | None], window: int) -> list[tuple[int, int]]:
+    """``make_batches`` groups for utterances read from sequential streams (tar shards).
+
+    Args:
+        streams: per utterance its stream (shard) number, None for one read from a file of its own;
+            a stream's utterances are in stream order.
+        window: utterances per window: a stream is read a window at a time, front to back.
+
+    Returns:
+        per utterance ``(stream, window)``; utterances of no stream share one group of their own
+        (stream -1), batched among themselves as without groups.
+    """
+    if window <= 0:
+        raise ConfigError(f"a shard window must hold at least one utterance, got {window}")
+    seen: dict[int, int] = {}
+    out: list[tuple[int, int]] = []
+    for stream in streams:
+        if stream is None:
+            out.append((-1, 0))
+            continue
+        position = seen.get(stream, 0)
+        seen[stream] = position + 1
+        out.append((int(stream), position // window))
+    return out
 
 
 def shard_batches(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:

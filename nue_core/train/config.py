@@ -55,6 +55,10 @@ class TrainConfig(ConfigModel):  # ConfigModel: `--set lr=yes` is an error, not 
         "(decode every file as training will: ~15 CPU-min per 1000 h of FLAC, plus reading it) or none (entries whose "
         "manifest gives a duration are not opened; a bad file is found when training reads it)"
     )
+    shard_window: int = Field(
+        1000, ge=0, description="tar shards: read each shard front to back, this many samples at a time (each window "
+        "length-bucketed and shuffled within, shards in a random order per epoch); 0 = bucket across the whole set"
+    )
     cache_audio: bool = Field(False, description="keep decoded audio in memory (small data sets)")
     num_workers: int | None = Field(
         None, ge=0, description="processes reading, augmenting and padding training batches ahead of the loop; "

@@ -18,6 +18,7 @@ from nue_core.data.augment import AugmentConfig, augment
 from nue_core.data.batching import AudioBatch, pad_waveforms
 from nue_core.data.entry_audio import read_entry_audio
 from nue_core.data.manifest import Utterance, scan_manifest
+from nue_core.data.manifest_base import TarMember
 from nue_core.data.validate import DataError, ValidationReport, checked_entries
 
 
@@ -118,6 +119,13 @@ class UtteranceSet:
                 raise UnreadableItemError(str(exc)) from None  # with a checkpoint, as for an item
         waveforms, lengths = pad_waveforms(waves)
         return AudioBatch(waveforms, lengths, [self.entries[i].text for i in kept], [self.entries[i].id for i in kept])
+
+    def shard_streams(self) -> list[int | None]:
+        """Per entry the number of the tar shard it is read from (in order of first appearance),
+        None for an entry with a file of its own (``batching.shard_windows`` takes this)."""
+        numbers: dict[str, int] = {}
+        return [numbers.setdefault(str(e.audio), len(numbers)) if isinstance(e.container, TarMember) else None
+                for e in self.entries]
 
     def unreadable_by_id(self) -> dict[str, str]:
         """``unreadable`` keyed by entry id (stable across a resume; indices are not kept in checkpoints)."""

@@ -94,19 +94,21 @@ class BatchPlan:
         batch_seconds, max_batch_size: the batch bounds (``make_batches``).
         seed: the run's seed (data order and augmentation).
         rank, world_size: this process and how many share the data.
+        groups: ``make_batches`` groups (tar shards read a window at a time), or None.
     """
 
     def __init__(self, durations: Sequence[float], batch_seconds: float, seed: int, max_batch_size: int | None,
-                 rank: int, world_size: int) -> None:
+                 rank: int, world_size: int, groups: Sequence[tuple[int, int]] | None = None) -> None:
         self.durations, self.batch_seconds, self.seed = list(durations), batch_seconds, seed
         self.max_batch_size, self.rank, self.world_size = max_batch_size, rank, world_size
+        self.groups = list(groups) if groups is not None else None
         self._cached: tuple[int, list[list[int]]] | None = None  # one epoch: the loop reads them in order
 
     def epoch(self, epoch: int) -> list[list[int]]:
         """This rank's batches (lists of indices) of ``epoch``."""
         if self._cached is None or self._cached[0] != epoch:
             batches = make_batches(self.durations, self.batch_seconds, self.seed, epoch,
-                                   max_batch_size=self.max_batch_size)
+                                   max_batch_size=self.max_batch_size, groups=self.groups)
             self._cached = (epoch, shard_batches(batches, self.rank, self.world_size))
         return self._cached[1]
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from nue_core.checkpoint import WEIGHTS_FILE, check_tensors, load_checked, save_model
-from nue_core.data.batching import AudioBatch, BatchOrder
+from nue_core.data.batching import AudioBatch, BatchOrder, shard_windows
 from nue_core.errors import CheckpointError, ConfigError
 from nue_core.generation import GenerationConfig
 from nue_core.grad_checkpointing import enable_gradient_checkpointing
@@ -117,8 +117,10 @@ class Trainer:
     @functools.cached_property
     def _plan(self) -> BatchPlan:
         c = self.config
+        streams = self.train_data.shard_streams()
+        groups = shard_windows(streams, c.shard_window) if c.shard_window and any(s is not None for s in streams) else None
         return BatchPlan(self.train_data.durations, c.batch_seconds, c.seed, c.max_batch_size,
-                         self.acc.process_index, self.acc.num_processes)
+                         self.acc.process_index, self.acc.num_processes, groups)
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         return self._plan.epoch(epoch)

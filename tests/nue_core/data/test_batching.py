@@ -121,3 +121,26 @@ def test_low_pass_removes_the_band_above_the_cutoff() -> None:
     assert config.enabled
     assert np.array_equal(augment(wave, config, np.random.default_rng(3), 16000),
                           augment(wave, config, np.random.default_rng(3), 16000))
+
+
+def test_grouped_batches_keep_windows_apart_and_streams_in_order() -> None:
+    from nue_core.data.batching import shard_windows
+
+    rng = np.random.default_rng(0)
+    streams = [0] * 40 + [1] * 25 + [None] * 10 + [2] * 30
+    durations = rng.uniform(0.5, 4.0, len(streams)).tolist()
+    groups = shard_windows(streams, 8)
+    assert groups[:9] == [(0, 0)] * 8 + [(0, 1)] and groups[65:75] == [(-1, 0)] * 10
+    for epoch in range(3):
+        batches = make_batches(durations, 6.0, seed=5, epoch=epoch, groups=groups)
+        assert batches == make_batches(durations, 6.0, seed=5, epoch=epoch, groups=groups), "a pure function"
+        assert sorted(i for b in batches for i in b) == list(range(len(streams)))
+        keys = [groups[b[0]] for b in batches]
+        assert all(len({groups[i] for i in b}) == 1 and b == sorted(b) for b in batches)
+        assert all(max(durations[i] for i in b) * len(b) <= 6.0 or len(b) == 1 for b in batches)
+        runs = [k[0] for n, k in enumerate(keys) if n == 0 or keys[n - 1][0] != k[0]]
+        assert sorted(runs) == [-1, 0, 1, 2], "each stream once, contiguous"
+        for stream in (0, 1, 2):
+            windows = [w for s, w in keys if s == stream]
+            assert windows == sorted(windows), "front to back"
+    assert make_batches(durations, 6.0, 5, 0, groups=groups) != make_batches(durations, 6.0, 5, 1, groups=groups)

@@ -126,8 +126,9 @@ def test_same_batches_as_the_native_manifest(corpus, kind: str) -> None:
 def test_training_on_each_format_gives_the_native_weights(corpus, tmp_path: Path) -> None:
     folder, rows = corpus
     model_yaml = write_model_yaml(tmp_path / "model.yaml")
+    # shard_window 0: tar shards bucketed across the whole set, as the native manifest is
     config = TrainConfig(max_steps=2, batch_seconds=2.0, warmup_steps=1, eval_every=100, save_every=100,
-                         progress=False, tensorboard=False)
+                         progress=False, tensorboard=False, shard_window=0)
 
     def weights(manifest) -> dict:  # type: ignore[no-untyped-def]
         model = build_training_model(model_yaml, seed=0)
@@ -318,3 +319,31 @@ def test_evaluation_reads_each_format_as_training_does(corpus, kind: str) -> Non
     manifest, _ = BUILDERS[kind](folder, rows)
     for entry in scan_manifest(manifest).entries:
         assert np.array_equal(load_input(entry, RATE, str(entry.audio)), read_entry_audio(entry, RATE))
+
+
+def test_tar_shards_are_read_front_to_back_a_window_at_a_time(corpus, tmp_path: Path) -> None:
+    """With ``shard_window``, a batch holds samples of one window of one shard, listed in shard
+    order; each shard's windows come front to back and shards do not interleave; training runs."""
+    folder, rows = corpus
+    manifest, _ = _tar(folder, rows)
+    config = TrainConfig(max_steps=2, batch_seconds=2.0, warmup_steps=1, eval_every=100, save_every=100,
+                         progress=False, tensorboard=False, shard_window=2, num_workers=0)
+    model = build_training_model(write_model_yaml(tmp_path / "model.yaml"), seed=0)
+    data, _ = load_data(config, model, str(manifest), None, say=lambda *a: None)
+    trainer = Trainer(model, config, data, None, tmp_path / "run")
+    streams = data.shard_streams()
+    assert streams == [0] * 5 + [1] * 3
+    position = {i: i - streams.index(streams[i]) for i in range(len(streams))}  # place within its shard
+    for epoch in range(3):
+        batches = trainer._epoch_batches(epoch)
+        assert sorted(i for b in batches for i in b) == list(range(8))
+        visits = []
+        for batch in batches:
+            assert batch == sorted(batch) and len({streams[i] for i in batch}) == 1
+            assert len({position[i] // 2 for i in batch}) == 1
+            visits.append((streams[batch[0]], position[batch[0]] // 2))
+        shards = [s for k, (s, _) in enumerate(visits) if k == 0 or visits[k - 1][0] != s]
+        assert sorted(shards) == [0, 1], "each shard is visited once per epoch"
+        assert visits == sorted(visits, key=lambda v: shards.index(v[0])) and all(
+            a <= b for (sa, a), (sb, b) in zip(visits, visits[1:]) if sa == sb), "windows front to back"
+    assert trainer.fit().status == "finished"
