@@ -81,15 +81,14 @@ def _grouped_batches(
     """``make_batches`` with ``groups`` (see there): a pure function of ``(seed, epoch)`` too."""
     if len(groups) != len(durations):
         raise ConfigError(f"{len(groups)} groups for {len(durations)} utterances")
-    members: dict[tuple[int, int], list[int]] = {}
-    for index, key in enumerate(groups):
-        members.setdefault((int(key[0]), int(key[1])), []).append(index)
-    streams = sorted({stream for stream, _ in members})
+    members: dict[int, dict[int, list[int]]] = {}  # stream -> window -> indices
+    for index, (stream, window) in enumerate(groups):
+        members.setdefault(int(stream), {}).setdefault(int(window), []).append(index)
+    streams = sorted(members)
     order = np.random.default_rng([seed, epoch]).permutation(len(streams))
     batches: list[list[int]] = []
     for stream in (streams[i] for i in order.tolist()):
-        for window in sorted(w for s_, w in members if s_ == stream):
-            indices = members[(stream, window)]
+        for window, indices in sorted(members[stream].items()):
             # Each window draws from its own stream of randomness: its batches do not depend on
             # how the others are cut.
             salt = int(np.random.SeedSequence([epoch, stream + 1, window]).generate_state(1)[0])
