@@ -10,6 +10,7 @@ recorded in ``unreadable``; never a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from nue_core.data.audio import AudioError
 from nue_core.data.augment import AugmentConfig, augment
 from nue_core.data.batching import AudioBatch, pad_waveforms
 from nue_core.data.entry_audio import read_entry_audio
-from nue_core.data.manifest import Utterance, scan_manifest
+from nue_core.data.manifest import Utterance, manifest_paths, scan_manifests
 from nue_core.data.manifest_base import TarMember
 from nue_core.data.validate import DataError, ValidationReport, checked_entries
 
@@ -46,17 +47,23 @@ class UtteranceSet:
 
     @classmethod
     def from_manifest(
-        cls, path: Path | str, sample_rate: int, max_seconds: float | None, skip_bad: bool, cache: bool = False,
-        full_check: bool = False,
+        cls, manifests: str | Path | Sequence[str | Path], sample_rate: int, max_seconds: float | None,
+        skip_bad: bool, cache: bool = False, check: str = "quick",
     ) -> tuple["UtteranceSet", ValidationReport]:
-        """Read and check a manifest (JSONL or Kaldi folder); bad entries stop or are skipped.
+        """Read and check manifests (any format ``scan_manifest`` knows); bad entries stop or are skipped.
 
         Args:
-            full_check: decode every file in the pre-flight check (see ``validate.entry_duration``).
+            manifests: a manifest, a comma list or a sequence of them: several make one set
+                (``scan_manifests``: ids must stay unique across them).
+            check: the pre-flight audio check, ``TrainConfig.check_audio``: none, quick or full
+                (see ``nue_core.data.validate``).
         """
-        scanned = scan_manifest(path)  # bad lines are reported (or skipped) with the bad audio
-        entries, report = checked_entries(scanned.entries, str(path), max_seconds, skip_bad, scanned.problems,
-                                          decode_rate=sample_rate if full_check else None)
+        paths = manifest_paths(manifests)
+        scanned = scan_manifests(paths)  # bad lines are reported (or skipped) with the bad audio
+        entries, report = checked_entries(scanned.entries, " + ".join(paths), max_seconds, skip_bad,
+                                          scanned.problems, decode_rate=sample_rate if check == "full" else None,
+                                          probe=check != "none")
+        del scanned  # the checked entries replace the scanned ones: keep one copy of a large corpus
         return cls(entries, sample_rate, cache, skip_bad), report
 
     def __len__(self) -> int:
@@ -126,7 +133,3 @@ class UtteranceSet:
         numbers: dict[str, int] = {}
         return [numbers.setdefault(str(e.audio), len(numbers)) if isinstance(e.container, TarMember) else None
                 for e in self.entries]
-
-    def unreadable_by_id(self) -> dict[str, str]:
-        """``unreadable`` keyed by entry id (stable across a resume; indices are not kept in checkpoints)."""
-        return {self.entries[i].id: problem for i, problem in self.unreadable.items()}

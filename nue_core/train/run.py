@@ -8,8 +8,7 @@ from typing import Any, Sequence, Union
 import torch
 
 from nue_core.checkpoint import CONFIG_FILE
-from nue_core.data.manifest import manifest_paths, scan_manifests
-from nue_core.data.validate import checked_entries
+from nue_core.data.manifest import manifest_paths
 from nue_core.errors import ConfigError, writing
 from nue_core.model import SpeechLM
 from nue_core.train.config import TrainConfig
@@ -74,14 +73,9 @@ def load_data(
         if manifests is None:
             sets.append(None)
             continue
-        paths = manifest_paths(manifests)
-        name = " + ".join(paths)
-        scanned = scan_manifests(paths)  # bad lines are reported (or skipped) with the bad audio
-        entries, report = checked_entries(
-            scanned.entries, name, limit, config.skip_bad, scanned.problems,
-            decode_rate=model.sample_rate if config.check_audio == "full" else None, probe=config.check_audio != "none")
-        del scanned  # the checked entries replace the scanned ones: keep one copy of a large corpus
-        data = UtteranceSet(entries, model.sample_rate, config.cache_audio, config.skip_bad)
+        data, report = UtteranceSet.from_manifest(manifests, model.sample_rate, limit, config.skip_bad,
+                                                  config.cache_audio, config.check_audio)
+        name = " + ".join(manifest_paths(manifests))
         if report.problems:
             say(report.summary(name, limit=20) + "\n  (skipped: --skip-bad)")
         minutes = sum(data.durations) / 60
